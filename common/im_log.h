@@ -1,0 +1,48 @@
+/* im_log: one logfmt line per event on stderr.
+ *
+ * Every line is `ts=<iso8601> level=<lvl> comp=<component> <fields>`; callers
+ * pass the fields as a printf format of `key=value` pairs, e.g.
+ *   IM_LOG_INFO("event=session_created sid=%016" PRIx64 " call_id=%s", ...);
+ * Values that may contain spaces must be quoted by the caller (im_log_quote).
+ * The level check happens before any formatting, so a disabled level costs a
+ * single comparison. Not thread-safe beyond what stdio gives (one fputs per
+ * line): daemons log from their event-loop thread only. */
+#ifndef IM_LOG_H
+#define IM_LOG_H
+
+#include <stdarg.h>
+#include <stddef.h>
+
+typedef enum {
+    IM_LOG_LEVEL_ERROR = 0,
+    IM_LOG_LEVEL_WARN = 1,
+    IM_LOG_LEVEL_INFO = 2,
+    IM_LOG_LEVEL_DEBUG = 3,
+} im_log_level_t;
+
+extern im_log_level_t im_log__level;
+
+/* Sets the component name printed as comp=... ("cp", "up", "ctl"). */
+void im_log_init(const char *component, im_log_level_t level);
+void im_log_set_level(im_log_level_t level);
+/* Parses "error|warn|info|debug"; returns 0 or -EINVAL. */
+int im_log_level_parse(const char *s, im_log_level_t *out);
+
+void im_log_write(im_log_level_t level, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Copies s into buf as a logfmt value: quoted and escaped when it contains
+ * spaces, quotes, '=' or control characters; truncated to fit. Returns buf. */
+const char *im_log_quote(char *buf, size_t size, const char *s);
+
+#define IM_LOG(lvl, ...)                                                       \
+    do {                                                                       \
+        if ((lvl) <= im_log__level)                                            \
+            im_log_write((lvl), __VA_ARGS__);                                  \
+    } while (0)
+#define IM_LOG_ERROR(...) IM_LOG(IM_LOG_LEVEL_ERROR, __VA_ARGS__)
+#define IM_LOG_WARN(...) IM_LOG(IM_LOG_LEVEL_WARN, __VA_ARGS__)
+#define IM_LOG_INFO(...) IM_LOG(IM_LOG_LEVEL_INFO, __VA_ARGS__)
+#define IM_LOG_DEBUG(...) IM_LOG(IM_LOG_LEVEL_DEBUG, __VA_ARGS__)
+
+#endif
