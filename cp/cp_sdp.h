@@ -42,9 +42,4 @@ int cp_sdp_inspect(const char *body, size_t len, cp_sdp_info_t *info,
 int cp_sdp_rewrite(const char *body, size_t len, const cp_sdp_rewrite_t *rw,
                    char **out, char *err, size_t err_size);
 
-/* Splits msrp://HOST:PORT/SESSIONID;tcp (also msrps, and [v6] hosts).
- * Any pointer but uri may be NULL. Returns 0 or -EINVAL. */
-int cp_sdp_path_split(const char *uri, char *host, size_t host_size,
-                      unsigned *port, char *session, size_t session_size);
-
 #endif
