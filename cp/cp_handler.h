@@ -1,0 +1,26 @@
+/* cp_handler: decodes control-channel frames and acts on them (worker
+ * registration and liveness, command results, leg events, operator
+ * queries). */
+#ifndef CP_HANDLER_H
+#define CP_HANDLER_H
+
+#include <stddef.h>
+
+#include "cp_context.h"
+#include "cp_path.h"
+
+/* One ZeroMQ message from a peer: its routing id and its single frame. */
+void cp_handler_frame(cp_context_t *ctx, const void *peer, size_t peer_len,
+                      const void *data, size_t len);
+
+/* A command was sent command_tries times without a result. */
+void cp_handler_command_failed(cp_context_t *ctx, const cp_cmd_info_t *info);
+
+/* Starts the heartbeat/liveness tick; stop before the context goes. */
+int cp_handler_start(cp_context_t *ctx);
+void cp_handler_stop(cp_context_t *ctx);
+
+/* Recomputes gauges derived from tables (sessions, workers by state). */
+void cp_handler_update_gauges(cp_context_t *ctx);
+
+#endif

@@ -1,0 +1,352 @@
+#include "cp_path.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sofia-sip/su_wait.h>
+#include <zmq.h>
+
+#include "cp_handler.h"
+#include "cp_metrics.h"
+#include "cp_timer.h"
+#include "im_clock.h"
+#include "im_log.h"
+#include "im_zmq.h"
+
+typedef struct cp_cmd {
+    cp_cmd_info_t info;
+    uint8_t *bytes;
+    size_t len;
+    unsigned tries;
+    im_timer_t timer;
+    cp_path_t *path;
+    struct cp_cmd *hnext;
+} cp_cmd_t;
+
+struct cp_path {
+    cp_context_t *ctx;
+    void *zctx;
+    void *router;
+    su_wait_t wait;
+    int wait_index;
+    uint64_t seq;
+    cp_cmd_t **buckets;
+    size_t nbuckets;
+    size_t count;
+    size_t releases;
+    bool draining; /* inside s_drain: sends must not recurse into it */
+    im_timer_t recheck; /* continues a drain cut short by its budget */
+};
+
+/* Messages handled per wake-up before SIP gets a turn. */
+#define CP_PATH_DRAIN_BUDGET 2000
+
+static void s_drain(cp_path_t *p);
+static void s_drain_loop(cp_path_t *p);
+
+static size_t s_bucket(const cp_path_t *p, uint64_t seq)
+{
+    return (size_t)((seq * 0x9E3779B97F4A7C15ull) >> 32) & (p->nbuckets - 1);
+}
+
+static int s_on_readable(su_root_magic_t *magic, su_wait_t *w,
+                         su_wakeup_arg_t *arg)
+{
+    (void)magic;
+    (void)w;
+    s_drain((cp_path_t *)arg);
+    return 0;
+}
+
+/* The ZMQ_FD is edge-triggered on ZeroMQ's internal state: read until
+ * ZMQ_EVENTS says nothing is left, whatever woke us. */
+static void s_drain(cp_path_t *p)
+{
+    if (p->draining)
+        return;
+    p->draining = true;
+    s_drain_loop(p);
+    p->draining = false;
+}
+
+static void s_on_recheck(im_timer_t *t, void *arg)
+{
+    (void)t;
+    s_drain((cp_path_t *)arg);
+}
+
+static void s_drain_loop(cp_path_t *p)
+{
+    for (unsigned n = 0;; n++) {
+        if (!im_zmq_readable(p->router))
+            return;
+        if (n == CP_PATH_DRAIN_BUDGET) {
+            /* The fd will not signal again for what is already queued. */
+            cp_timer_arm_in(p->ctx->timers, &p->recheck, 0);
+            return;
+        }
+        zmq_msg_t id, body;
+        zmq_msg_init(&id);
+        zmq_msg_init(&body);
+        if (zmq_msg_recv(&id, p->router, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&id);
+            zmq_msg_close(&body);
+            return;
+        }
+        int more = zmq_msg_more(&id);
+        if (!more) {
+            IM_LOG_WARN("event=protocol_error kind=no_routing_frame");
+            im_metric_inc(p->ctx->metrics->protocol_errors_total);
+            zmq_msg_close(&id);
+            zmq_msg_close(&body);
+            continue;
+        }
+        zmq_msg_recv(&body, p->router, ZMQ_DONTWAIT);
+        /* A peer may send extra frames: drop the whole message. */
+        bool extra = zmq_msg_more(&body);
+        while (zmq_msg_more(&body)) {
+            zmq_msg_close(&body);
+            zmq_msg_init(&body);
+            if (zmq_msg_recv(&body, p->router, ZMQ_DONTWAIT) < 0)
+                break;
+        }
+        if (extra) {
+            IM_LOG_WARN("event=protocol_error kind=extra_frames");
+            im_metric_inc(p->ctx->metrics->protocol_errors_total);
+        } else {
+            cp_handler_frame(p->ctx, zmq_msg_data(&id), zmq_msg_size(&id),
+                             zmq_msg_data(&body), zmq_msg_size(&body));
+        }
+        zmq_msg_close(&id);
+        zmq_msg_close(&body);
+    }
+}
+
+cp_path_t *cp_path_new(cp_context_t *ctx)
+{
+    cp_path_t *p = calloc(1, sizeof(*p));
+    if (!p)
+        return NULL;
+    p->ctx = ctx;
+    p->wait_index = -1;
+    im_timer_init(&p->recheck, s_on_recheck, p);
+    p->nbuckets = 1024;
+    p->buckets = calloc(p->nbuckets, sizeof(*p->buckets));
+    p->zctx = zmq_ctx_new();
+    if (!p->buckets || !p->zctx)
+        goto fail;
+    p->router = im_zmq_router_bind(p->zctx, ctx->cfg.ctl);
+    if (!p->router)
+        goto fail;
+    int fd;
+    size_t fdlen = sizeof(fd);
+    if (zmq_getsockopt(p->router, ZMQ_FD, &fd, &fdlen) < 0)
+        goto fail;
+    if (su_wait_create(&p->wait, fd, SU_WAIT_IN) < 0)
+        goto fail;
+    p->wait_index = su_root_register(ctx->root, &p->wait, s_on_readable,
+                                     (su_wakeup_arg_t *)p, 0);
+    if (p->wait_index < 0) {
+        su_wait_destroy(&p->wait);
+        goto fail;
+    }
+    return p;
+fail:
+    cp_path_destroy(&p);
+    return NULL;
+}
+
+static void s_cmd_free(cp_cmd_t *c)
+{
+    free(c->bytes);
+    free(c);
+}
+
+void cp_path_destroy(cp_path_t **p_p)
+{
+    if (!p_p || !*p_p)
+        return;
+    cp_path_t *p = *p_p;
+    if (p->ctx->timers)
+        cp_timer_cancel(p->ctx->timers, &p->recheck);
+    if (p->buckets) {
+        for (size_t i = 0; i < p->nbuckets; i++) {
+            cp_cmd_t *c = p->buckets[i];
+            while (c) {
+                cp_cmd_t *next = c->hnext;
+                cp_timer_cancel(p->ctx->timers, &c->timer);
+                s_cmd_free(c);
+                c = next;
+            }
+        }
+        free(p->buckets);
+    }
+    if (p->wait_index >= 0) {
+        /* su_root_deregister also destroys the su_wait_t; the fd belongs
+         * to ZeroMQ and is closed with the socket. */
+        su_root_deregister(p->ctx->root, p->wait_index);
+    }
+    im_zmq_close(&p->router);
+    if (p->zctx)
+        zmq_ctx_term(p->zctx);
+    free(p);
+    *p_p = NULL;
+}
+
+static void s_header(cp_path_t *p, im_env_t *env)
+{
+    env->major = IM_PROTO_MAJOR;
+    env->minor = IM_PROTO_MINOR;
+    env->sender_id = (char *)p->ctx->cfg.node_id;
+    env->sender_epoch = p->ctx->epoch;
+    env->seq = ++p->seq;
+}
+
+static int s_send_bytes(cp_path_t *p, const void *peer, size_t peer_len,
+                        const uint8_t *bytes, size_t len)
+{
+    int rc = 0;
+    if (zmq_send(p->router, peer, peer_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
+        zmq_send(p->router, bytes, len, ZMQ_DONTWAIT) < 0)
+        rc = -errno;
+    /* A send can consume the edge that announced pending input; when this
+     * runs inside s_drain its loop re-checks ZMQ_EVENTS anyway. */
+    s_drain(p);
+    return rc;
+}
+
+int cp_path_send(cp_path_t *p, const void *peer, size_t peer_len,
+                 im_env_t *env)
+{
+    s_header(p, env);
+    uint8_t *bytes;
+    size_t len;
+    if (im_proto_pack(env, &bytes, &len) < 0)
+        return -ENOMEM;
+    int rc = s_send_bytes(p, peer, peer_len, bytes, len);
+    free(bytes);
+    return rc;
+}
+
+static void s_unlink(cp_path_t *p, cp_cmd_t *c)
+{
+    cp_cmd_t **pp = &p->buckets[s_bucket(p, c->info.seq)];
+    while (*pp && *pp != c)
+        pp = &(*pp)->hnext;
+    if (*pp) {
+        *pp = c->hnext;
+        p->count--;
+        if (c->info.body_case == IMSPLIT__V1__ENVELOPE__BODY_RELEASE_LEG)
+            p->releases--;
+    }
+    cp_timer_cancel(p->ctx->timers, &c->timer);
+    im_metric_set(p->ctx->metrics->releases_pending, (int64_t)p->releases);
+}
+
+static void s_on_resend(im_timer_t *t, void *arg)
+{
+    (void)t;
+    cp_cmd_t *c = arg;
+    cp_path_t *p = c->path;
+    if (c->tries >= p->ctx->cfg.command_tries) {
+        cp_cmd_info_t info = c->info;
+        s_unlink(p, c);
+        s_cmd_free(c);
+        im_metric_inc(p->ctx->metrics->commands_failed_total);
+        IM_LOG_WARN("event=command_failed seq=%" PRIu64 " worker=%s body=%s "
+                    "sid=%016" PRIx64 " tries=%u",
+                    info.seq, info.worker, im_proto_body_name(info.body_case),
+                    info.session_id, p->ctx->cfg.command_tries);
+        cp_handler_command_failed(p->ctx, &info);
+        return;
+    }
+    c->tries++;
+    im_metric_inc(p->ctx->metrics->commands_resent_total);
+    IM_LOG_DEBUG("event=command_resent seq=%" PRIu64 " worker=%s try=%u",
+                 c->info.seq, c->info.worker, c->tries);
+    (void)s_send_bytes(p, c->info.worker, strlen(c->info.worker), c->bytes,
+                       c->len);
+    /* Back off: each resend waits one timeout longer than the last. */
+    cp_timer_arm_in(p->ctx->timers, &c->timer,
+                    (uint64_t)p->ctx->cfg.command_timeout_ms * c->tries);
+}
+
+uint64_t cp_path_command(cp_path_t *p, const char *worker, im_env_t *env,
+                         uint64_t session_id, int dir)
+{
+    cp_cmd_t *c = calloc(1, sizeof(*c));
+    if (!c)
+        return 0;
+    s_header(p, env);
+    if (im_proto_pack(env, &c->bytes, &c->len) < 0) {
+        free(c);
+        return 0;
+    }
+    c->path = p;
+    c->info.seq = env->seq;
+    c->info.body_case = (int)env->body_case;
+    c->info.session_id = session_id;
+    c->info.dir = dir;
+    c->info.sent_ms = im_clock_ms();
+    snprintf(c->info.worker, sizeof(c->info.worker), "%s", worker);
+    int rc = s_send_bytes(p, worker, strlen(worker), c->bytes, c->len);
+    if (rc == -EHOSTUNREACH) {
+        IM_LOG_WARN("event=command_unroutable worker=%s body=%s sid=%016" PRIx64,
+                    worker, im_proto_body_name(c->info.body_case), session_id);
+        s_cmd_free(c);
+        return 0;
+    }
+    /* Other send errors (full queue) are retried by the resend timer. */
+    c->tries = 1;
+    im_timer_init(&c->timer, s_on_resend, c);
+    size_t k = s_bucket(p, c->info.seq);
+    c->hnext = p->buckets[k];
+    p->buckets[k] = c;
+    p->count++;
+    if (c->info.body_case == IMSPLIT__V1__ENVELOPE__BODY_RELEASE_LEG)
+        p->releases++;
+    im_metric_set(p->ctx->metrics->releases_pending, (int64_t)p->releases);
+    cp_timer_arm_in(p->ctx->timers, &c->timer, p->ctx->cfg.command_timeout_ms);
+    return c->info.seq;
+}
+
+bool cp_path_complete(cp_path_t *p, const char *worker, uint64_t reply_to,
+                      cp_cmd_info_t *out)
+{
+    for (cp_cmd_t *c = p->buckets[s_bucket(p, reply_to)]; c; c = c->hnext) {
+        if (c->info.seq != reply_to || strcmp(c->info.worker, worker) != 0)
+            continue;
+        *out = c->info;
+        s_unlink(p, c);
+        s_cmd_free(c);
+        return true;
+    }
+    return false;
+}
+
+void cp_path_forget_worker(cp_path_t *p, const char *worker)
+{
+    for (size_t i = 0; i < p->nbuckets; i++) {
+        cp_cmd_t *c = p->buckets[i];
+        while (c) {
+            cp_cmd_t *next = c->hnext;
+            if (strcmp(c->info.worker, worker) == 0) {
+                s_unlink(p, c);
+                s_cmd_free(c);
+            }
+            c = next;
+        }
+    }
+}
+
+size_t cp_path_pending(const cp_path_t *p)
+{
+    return p->count;
+}
+
+size_t cp_path_pending_releases(const cp_path_t *p)
+{
+    return p->releases;
+}

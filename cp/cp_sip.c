@@ -1,0 +1,1002 @@
+/* The magic pointers NTA hands back: the agent and the default leg carry the
+ * context, every other leg and transaction carries its session. */
+#define NTA_AGENT_MAGIC_T void
+#define NTA_LEG_MAGIC_T void
+#define NTA_OUTGOING_MAGIC_T void
+#define NTA_INCOMING_MAGIC_T void
+
+#include "cp_sip.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sofia-sip/nta.h>
+#include <sofia-sip/sip_header.h>
+#include <sofia-sip/sip_status.h>
+#include <sofia-sip/sip_tag.h>
+#include <sofia-sip/su_string.h>
+#include <sofia-sip/su_tagarg.h>
+#include <sofia-sip/url.h>
+
+#include "cp_build.h"
+#include "cp_handler.h"
+#include "cp_metrics.h"
+#include "cp_pool.h"
+#include "cp_sdp.h"
+#include "cp_st.h"
+#include "cp_timer.h"
+#include "im_clock.h"
+#include "im_log.h"
+
+#define CP_ALLOW "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE"
+#define CP_REASON_TIMER "SIP;cause=408;text=\"Session timer expired\""
+#define CP_MAX_422_RETRIES 2
+
+/* Module state: one agent per process. */
+static struct {
+    cp_context_t *ctx;
+    su_home_t home[1];
+    url_t *next_hop;
+    char contact_udp[160];
+    char contact_tcp[160];
+    nta_leg_t *default_leg;
+    cp_session_t *graveyard; /* closed sessions waiting to be freed */
+    im_timer_t reap;
+} s_sip;
+
+static int s_leg_cb(void *magic, nta_leg_t *leg, nta_incoming_t *irq,
+                    sip_t const *sip);
+static int s_orq_cb(void *magic, nta_outgoing_t *orq, sip_t const *sip);
+static int s_client_irq_cb(void *magic, nta_incoming_t *irq,
+                           sip_t const *sip);
+
+void cp_sip_dispatch(cp_context_t *ctx, cp_session_t *s, cp_sess_event_t ev,
+                     cp_dir_t dir, int status)
+{
+    cp_session_dispatch(s, ev, dir, status, &cp_sip_ops, ctx);
+}
+
+/* ---- helpers -------------------------------------------------------- */
+
+static cp_dir_t s_dir_of_leg(const cp_session_t *s, const nta_leg_t *leg)
+{
+    return s->legs[CP_DIR_CONTROLLING].nta == leg ? CP_DIR_CONTROLLING
+                                                  : CP_DIR_CLIENT;
+}
+
+/* Sends a final response and lets NTA finish the transaction. */
+static int s_reply_final(nta_incoming_t *irq, int status, char const *phrase,
+                         tag_type_t tag, tag_value_t value, ...)
+{
+    ta_list ta;
+    ta_start(ta, tag, value);
+    nta_incoming_treply(irq, status, phrase, ta_tags(ta));
+    (void)ta_end(ta);
+    nta_incoming_destroy(irq);
+    return 0;
+}
+
+static bool s_via_is_tcp(sip_t const *sip)
+{
+    return sip->sip_via && sip->sip_via->v_protocol &&
+           su_casematch(sip->sip_via->v_protocol, sip_transport_tcp);
+}
+
+static const char *s_contact(bool tcp)
+{
+    if (tcp && s_sip.contact_tcp[0])
+        return s_sip.contact_tcp;
+    return s_sip.contact_udp[0] ? s_sip.contact_udp : s_sip.contact_tcp;
+}
+
+static char *s_strndup(const char *p, size_t n)
+{
+    char *d = malloc(n + 1);
+    if (d) {
+        memcpy(d, p, n);
+        d[n] = '\0';
+    }
+    return d;
+}
+
+static void s_set_str(char **dst, const char *src)
+{
+    free(*dst);
+    *dst = src ? strdup(src) : NULL;
+}
+
+/* ---- session timers ------------------------------------------------- */
+
+static void s_send_refresh(cp_context_t *ctx, cp_session_t *s, cp_dir_t dir);
+
+static void s_on_st_timer(im_timer_t *t, void *arg)
+{
+    cp_session_t *s = arg;
+    cp_context_t *ctx = s->owner;
+    cp_dir_t dir = t == &s->legs[CP_DIR_CONTROLLING].st_timer
+                       ? CP_DIR_CONTROLLING
+                       : CP_DIR_CLIENT;
+    cp_leg_t *leg = &s->legs[dir];
+    if (s->state != CP_SESS_ANSWERED && s->state != CP_SESS_ESTABLISHED)
+        return;
+    int64_t late = (int64_t)(im_clock_ms() - leg->st_deadline);
+    if (leg->st_role == CP_ST_ROLE_WE_REFRESH) {
+        s_send_refresh(ctx, s, dir);
+        return;
+    }
+    im_metric_inc(ctx->metrics->session_timer_expired_total);
+    IM_LOG_INFO("event=session_timer_expired sid=%016" PRIx64 " dir=%s "
+                "se=%u late_ms=%" PRId64 " call_id=%s",
+                s->id, cp_dir_name(dir), leg->se, late,
+                s->call_id ? s->call_id : "");
+    cp_sip_dispatch(ctx, s, CP_EV_TIMER_EXPIRED, dir, 0);
+}
+
+/* (Re)starts a leg's session timer from now, per its negotiated role. */
+static void s_st_arm(cp_context_t *ctx, cp_session_t *s, cp_dir_t dir)
+{
+    cp_leg_t *leg = &s->legs[dir];
+    cp_timer_cancel(ctx->timers, &leg->st_timer);
+    if (leg->st_role == CP_ST_ROLE_NONE || leg->se == 0)
+        return;
+    uint64_t delay = leg->st_role == CP_ST_ROLE_WE_REFRESH
+                         ? cp_st_refresh_after_ms(leg->se)
+                         : cp_st_expire_after_ms(leg->se);
+    leg->st_deadline = im_clock_ms() + delay;
+    im_timer_init(&leg->st_timer, s_on_st_timer, s);
+    cp_timer_arm_in(ctx->timers, &leg->st_timer, delay);
+}
+
+static void s_send_refresh(cp_context_t *ctx, cp_session_t *s, cp_dir_t dir)
+{
+    cp_leg_t *leg = &s->legs[dir];
+    if (leg->refreshing)
+        return;
+    cp_st_msg_t offer;
+    cp_st_uac_offer(&ctx->st, leg->se, true, &offer);
+    char se[48], min_se[24];
+    snprintf(se, sizeof(se), "%u;refresher=uac", offer.se);
+    snprintf(min_se, sizeof(min_se), "%u", offer.min_se);
+    bool update = leg->peer_allows_update;
+    /* The initial INVITE's transaction was kept only to re-ACK 2xx
+     * retransmissions; a refresh replaces it. */
+    nta_outgoing_destroy(leg->orq);
+    leg->orq = nta_outgoing_tcreate(
+        leg->nta, s_orq_cb, s, NULL,
+        update ? sip_method_update : sip_method_invite,
+        update ? "UPDATE" : "INVITE", NULL,
+        SIPTAG_CONTACT_STR(leg->contact), SIPTAG_SUPPORTED_STR("timer"),
+        SIPTAG_ALLOW_STR(CP_ALLOW), SIPTAG_SESSION_EXPIRES_STR(se),
+        SIPTAG_MIN_SE_STR(min_se),
+        TAG_IF(!update && leg->sdp_out,
+               SIPTAG_CONTENT_TYPE_STR("application/sdp")),
+        TAG_IF(!update && leg->sdp_out, SIPTAG_PAYLOAD_STR(leg->sdp_out)),
+        TAG_END());
+    if (!leg->orq) {
+        IM_LOG_ERROR("event=refresh_send_failed sid=%016" PRIx64 " dir=%s",
+                     s->id, cp_dir_name(dir));
+        cp_sip_dispatch(ctx, s, CP_EV_REFRESH_FAILED, dir, 500);
+        return;
+    }
+    leg->refreshing = true;
+    leg->refresh_se = offer.se;
+    im_metric_inc(ctx->metrics->refreshes_sent_total);
+    IM_LOG_INFO("event=refresh_sent sid=%016" PRIx64 " dir=%s method=%s se=%u",
+                s->id, cp_dir_name(dir), update ? "UPDATE" : "INVITE",
+                offer.se);
+}
+
+/* ---- requests to the controlling side ------------------------------- */
+
+static int s_send_invite(cp_context_t *ctx, cp_session_t *s, uint32_t se)
+{
+    cp_leg_t *cl = &s->legs[CP_DIR_CLIENT];
+    cp_leg_t *ctrl = &s->legs[CP_DIR_CONTROLLING];
+    if (!cl->irq)
+        return -EINVAL;
+    msg_t *msg = nta_incoming_getrequest(cl->irq);
+    sip_t const *req = sip_object(msg);
+    if (!req || !req->sip_from || !req->sip_to || !req->sip_request) {
+        msg_destroy(msg);
+        return -EINVAL;
+    }
+    int rc = -ENOMEM;
+    su_home_t home[1] = {SU_HOME_INIT(home)};
+    if (!ctrl->nta) {
+        sip_from_t *from = sip_from_create(home,
+                                           (url_string_t *)req->sip_from->a_url);
+        sip_to_t *to = sip_to_create(home, (url_string_t *)req->sip_to->a_url);
+        sip_call_id_t *cid = sip_call_id_create(home, NULL);
+        if (!from || !to || !cid)
+            goto out;
+        from->a_display = req->sip_from->a_display;
+        to->a_display = req->sip_to->a_display;
+        ctrl->nta = nta_leg_tcreate(ctx->agent, s_leg_cb, s, SIPTAG_FROM(from),
+                                    SIPTAG_TO(to), SIPTAG_CALL_ID(cid),
+                                    TAG_END());
+        if (!ctrl->nta || !nta_leg_tag(ctrl->nta, NULL))
+            goto out;
+        ctrl->tcp = s_sip.next_hop &&
+                    url_has_param(s_sip.next_hop, "transport=tcp");
+        s_set_str(&ctrl->contact, s_contact(ctrl->tcp));
+    }
+    if (!ctrl->sdp_out) {
+        cp_sdp_rewrite_t rw = {ctrl->path, "actpass", s->id, 1};
+        char err[160];
+        rc = cp_sdp_rewrite(s->client_sdp, strlen(s->client_sdp), &rw,
+                            &ctrl->sdp_out, err, sizeof(err));
+        if (rc < 0) {
+            IM_LOG_WARN("event=sdp_rewrite_failed sid=%016" PRIx64
+                        " dir=controlling why=\"%s\"", s->id, err);
+            goto out;
+        }
+    }
+    cp_st_msg_t offer;
+    cp_st_uac_offer(&ctx->st, se, false, &offer);
+    char se_str[24], min_se[24];
+    snprintf(se_str, sizeof(se_str), "%u", offer.se);
+    snprintf(min_se, sizeof(min_se), "%u", offer.min_se);
+    ctrl->orq = nta_outgoing_tcreate(
+        ctrl->nta, s_orq_cb, s, (url_string_t *)s_sip.next_hop,
+        SIP_METHOD_INVITE, (url_string_t *)req->sip_request->rq_url,
+        SIPTAG_CONTACT_STR(ctrl->contact), SIPTAG_SUPPORTED_STR("timer"),
+        SIPTAG_ALLOW_STR(CP_ALLOW), SIPTAG_SESSION_EXPIRES_STR(se_str),
+        SIPTAG_MIN_SE_STR(min_se),
+        SIPTAG_CONTENT_TYPE_STR("application/sdp"),
+        SIPTAG_PAYLOAD_STR(ctrl->sdp_out), TAG_END());
+    if (!ctrl->orq) {
+        rc = -EIO;
+        goto out;
+    }
+    ctrl->refreshing = false;
+    s->ctrl_se_sent = offer.se;
+    IM_LOG_INFO("event=invite_sent sid=%016" PRIx64 " se=%u worker=%s",
+                s->id, offer.se, s->worker);
+    rc = 0;
+out:
+    su_home_deinit(home);
+    msg_destroy(msg);
+    return rc;
+}
+
+static void s_send_ack(cp_leg_t *leg, nta_outgoing_t *orq)
+{
+    su_home_t home[1] = {SU_HOME_INIT(home)};
+    sip_cseq_t *cseq = sip_cseq_create(home, nta_outgoing_cseq(orq),
+                                       SIP_METHOD_ACK);
+    nta_outgoing_t *ack = nta_outgoing_tcreate(
+        leg->nta, NULL, NULL, NULL, SIP_METHOD_ACK, NULL, SIPTAG_CSEQ(cseq),
+        SIPTAG_CONTACT_STR(leg->contact), TAG_END());
+    /* An ACK has no response: nothing to keep. */
+    nta_outgoing_destroy(ack);
+    su_home_deinit(home);
+}
+
+/* ---- responses ------------------------------------------------------ */
+
+static void s_on_invite_response(cp_context_t *ctx, cp_session_t *s,
+                                 nta_outgoing_t *orq, sip_t const *sip,
+                                 int status)
+{
+    cp_leg_t *ctrl = &s->legs[CP_DIR_CONTROLLING];
+    cp_leg_t *cl = &s->legs[CP_DIR_CLIENT];
+    if (status < 200) {
+        if (status > 100 && s->state == CP_SESS_CALLING && !s->cancelled &&
+            cl->irq && nta_incoming_status(cl->irq) < 200)
+            nta_incoming_treply(cl->irq, status,
+                                sip && sip->sip_status
+                                    ? sip->sip_status->st_phrase
+                                    : NULL,
+                                SIPTAG_CONTACT_STR(cl->contact), TAG_END());
+        return;
+    }
+    if (status < 300) {
+        if (ctrl->dialog != CP_DIALOG_NONE) {
+            s_send_ack(ctrl, orq); /* a retransmitted 2xx */
+            return;
+        }
+        if (!sip || !sip->sip_to) {
+            cp_sip_dispatch(ctx, s, CP_EV_REJECTED, CP_DIR_CONTROLLING, 502);
+            return;
+        }
+        nta_leg_rtag(ctrl->nta, sip->sip_to->a_tag);
+        nta_leg_client_route(ctrl->nta, sip->sip_record_route,
+                             sip->sip_contact);
+        s_send_ack(ctrl, orq);
+        if (s->state != CP_SESS_CALLING || s->cancelled) {
+            cp_sip_dispatch(ctx, s, CP_EV_ANSWERED, CP_DIR_CONTROLLING, status);
+            return;
+        }
+        cp_sdp_info_t info;
+        char err[160];
+        if (!sip->sip_payload ||
+            cp_sdp_inspect(sip->sip_payload->pl_data, sip->sip_payload->pl_len,
+                           &info, err, sizeof(err)) < 0) {
+            IM_LOG_WARN("event=bad_answer_sdp sid=%016" PRIx64 " why=\"%s\"",
+                        s->id, sip->sip_payload ? err : "no SDP in 2xx");
+            cp_sip_ops.reject(ctx, s, 502);
+            s->cancelled = true;
+            cp_sip_dispatch(ctx, s, CP_EV_ANSWERED, CP_DIR_CONTROLLING, status);
+            return;
+        }
+        free(s->ctrl_sdp);
+        s->ctrl_sdp = s_strndup(sip->sip_payload->pl_data,
+                                sip->sip_payload->pl_len);
+        s_set_str(&ctrl->peer_path, info.path);
+        /* RFC 6135: an answer without a=setup leaves the offerer (the
+         * worker) active, i.e. the peer passive. */
+        s_set_str(&ctrl->peer_setup,
+                  info.setup[0] ? info.setup : "passive");
+        cp_st_msg_t m;
+        cp_st_uac_result_t r;
+        cp_st_from_sip(sip, &m);
+        cp_st_uac_result(&m, &r);
+        ctrl->se = r.se;
+        ctrl->st_role = r.role;
+        ctrl->peer_allows_update =
+            sip->sip_allow && sip_is_allowed(sip->sip_allow, SIP_METHOD_UPDATE);
+        cp_sip_dispatch(ctx, s, CP_EV_ANSWERED, CP_DIR_CONTROLLING, status);
+        return;
+    }
+    if (status == 422 && s->state == CP_SESS_CALLING && !s->cancelled &&
+        s->ctrl_422_retries < CP_MAX_422_RETRIES && sip) {
+        cp_st_msg_t m;
+        cp_st_from_sip(sip, &m);
+        uint32_t se = cp_st_uac_retry_se(&ctx->st, s->ctrl_se_sent, &m);
+        if (se) {
+            s->ctrl_422_retries++;
+            IM_LOG_INFO("event=invite_422 sid=%016" PRIx64 " retry_se=%u",
+                        s->id, se);
+            nta_outgoing_destroy(ctrl->orq);
+            ctrl->orq = NULL;
+            if (s_send_invite(ctx, s, se) == 0)
+                return;
+            status = 500;
+        }
+    }
+    IM_LOG_INFO("event=invite_rejected sid=%016" PRIx64 " status=%d", s->id,
+                status);
+    cp_sip_dispatch(ctx, s, CP_EV_REJECTED, CP_DIR_CONTROLLING, status);
+}
+
+static void s_on_refresh_response(cp_context_t *ctx, cp_session_t *s,
+                                  cp_dir_t dir, nta_outgoing_t *orq,
+                                  sip_t const *sip, int status)
+{
+    cp_leg_t *leg = &s->legs[dir];
+    if (status < 200)
+        return;
+    bool invite = nta_outgoing_method(orq) == sip_method_invite;
+    if (status < 300) {
+        if (invite)
+            s_send_ack(leg, orq);
+        if (!leg->refreshing)
+            return; /* a retransmitted 2xx */
+        leg->refreshing = false;
+        cp_st_msg_t m;
+        cp_st_uac_result_t r;
+        cp_st_from_sip(sip, &m);
+        cp_st_uac_result(&m, &r);
+        leg->se = r.se;
+        leg->st_role = r.role;
+        IM_LOG_INFO("event=refresh_done sid=%016" PRIx64 " dir=%s se=%u "
+                    "role=%s", s->id, cp_dir_name(dir), r.se,
+                    cp_st_role_name(r.role));
+        if (s->state == CP_SESS_ANSWERED || s->state == CP_SESS_ESTABLISHED)
+            s_st_arm(ctx, s, dir);
+        return;
+    }
+    leg->refreshing = false;
+    if (status == 422 && sip) {
+        cp_st_msg_t m;
+        cp_st_from_sip(sip, &m);
+        uint32_t se = cp_st_uac_retry_se(&ctx->st, leg->refresh_se, &m);
+        if (se) {
+            leg->se = se;
+            s_send_refresh(ctx, s, dir);
+            return;
+        }
+    }
+    IM_LOG_WARN("event=refresh_failed sid=%016" PRIx64 " dir=%s status=%d",
+                s->id, cp_dir_name(dir), status);
+    cp_sip_dispatch(ctx, s, CP_EV_REFRESH_FAILED, dir, status);
+}
+
+static int s_orq_cb(void *magic, nta_outgoing_t *orq, sip_t const *sip)
+{
+    cp_session_t *s = magic;
+    cp_context_t *ctx = s->owner;
+    int status = sip && sip->sip_status ? sip->sip_status->st_status
+                                        : nta_outgoing_status(orq);
+    if (s->state == CP_SESS_CLOSED)
+        return 0;
+    for (int d = 0; d < CP_DIR_COUNT; d++) {
+        cp_leg_t *leg = &s->legs[d];
+        if (orq == leg->bye) {
+            if (status < 200)
+                return 0;
+            IM_LOG_INFO("event=bye_completed sid=%016" PRIx64 " leg=%s "
+                        "status=%d", s->id, cp_dir_name((cp_dir_t)d), status);
+            cp_sip_dispatch(ctx, s, CP_EV_BYE_DONE, (cp_dir_t)d, status);
+            return 0;
+        }
+        if (orq == leg->orq) {
+            /* The client leg only ever carries our refreshes; on the
+             * controlling leg, orq is the initial INVITE until a refresh
+             * replaces it. */
+            if (leg->refreshing || d == CP_DIR_CLIENT)
+                s_on_refresh_response(ctx, s, (cp_dir_t)d, orq, sip, status);
+            else
+                s_on_invite_response(ctx, s, orq, sip, status);
+            return 0;
+        }
+    }
+    return 0;
+}
+
+/* ---- requests from the peers ---------------------------------------- */
+
+static int s_on_refresh_request(cp_context_t *ctx, cp_session_t *s,
+                                cp_dir_t dir, nta_incoming_t *irq,
+                                sip_t const *sip)
+{
+    cp_leg_t *leg = &s->legs[dir];
+    bool invite = sip->sip_request->rq_method == sip_method_invite;
+    if (s->state != CP_SESS_ANSWERED && s->state != CP_SESS_ESTABLISHED)
+        return s_reply_final(irq, 481, "Session Is Ending", TAG_END());
+    if (leg->refreshing)
+        return s_reply_final(irq, 491, NULL, TAG_END());
+    cp_st_msg_t m;
+    cp_st_uas_answer_t a;
+    cp_st_from_sip(sip, &m);
+    cp_st_uas_answer(&ctx->st, &m, &a);
+    if (a.status == 422) {
+        char min_se[24];
+        snprintf(min_se, sizeof(min_se), "%u", a.min_se);
+        IM_LOG_INFO("event=refresh_rejected sid=%016" PRIx64 " dir=%s "
+                    "status=422 min_se=%u", s->id, cp_dir_name(dir), a.min_se);
+        return s_reply_final(irq, 422, "Session Interval Too Small",
+                             SIPTAG_MIN_SE_STR(min_se), TAG_END());
+    }
+    leg->se = a.se;
+    leg->st_role = a.role;
+    if (sip->sip_allow)
+        leg->peer_allows_update = sip_is_allowed(sip->sip_allow,
+                                                 SIP_METHOD_UPDATE);
+    char se[48];
+    snprintf(se, sizeof(se), "%u;refresher=%s", a.se,
+             cp_st_refresher_name(a.refresher));
+    bool with_sdp = (invite || sip->sip_payload) && leg->sdp_out;
+    nta_incoming_treply(
+        irq, SIP_200_OK, SIPTAG_CONTACT_STR(leg->contact),
+        SIPTAG_SUPPORTED_STR("timer"), SIPTAG_ALLOW_STR(CP_ALLOW),
+        TAG_IF(a.se > 0, SIPTAG_SESSION_EXPIRES_STR(se)),
+        TAG_IF(a.require_timer, SIPTAG_REQUIRE_STR("timer")),
+        TAG_IF(with_sdp, SIPTAG_CONTENT_TYPE_STR("application/sdp")),
+        TAG_IF(with_sdp, SIPTAG_PAYLOAD_STR(leg->sdp_out)), TAG_END());
+    nta_incoming_destroy(irq);
+    im_metric_inc(ctx->metrics->refreshes_received_total);
+    IM_LOG_INFO("event=refresh_received sid=%016" PRIx64 " dir=%s method=%s "
+                "se=%u role=%s", s->id, cp_dir_name(dir),
+                invite ? "INVITE" : "UPDATE", a.se, cp_st_role_name(a.role));
+    s_st_arm(ctx, s, dir);
+    return 0;
+}
+
+static int s_leg_cb(void *magic, nta_leg_t *leg, nta_incoming_t *irq,
+                    sip_t const *sip)
+{
+    cp_session_t *s = magic;
+    cp_context_t *ctx = s->owner;
+    cp_dir_t dir = s_dir_of_leg(s, leg);
+    switch (sip->sip_request->rq_method) {
+    case sip_method_bye:
+        IM_LOG_INFO("event=bye_received sid=%016" PRIx64 " leg=%s", s->id,
+                    cp_dir_name(dir));
+        if (s->state != CP_SESS_CLOSED)
+            cp_sip_dispatch(ctx, s, CP_EV_BYE_RECEIVED, dir, 0);
+        return 200;
+    case sip_method_invite:
+    case sip_method_update:
+        return s_on_refresh_request(ctx, s, dir, irq, sip);
+    case sip_method_ack:
+        return 0;
+    case sip_method_options:
+        return 200;
+    case sip_method_cancel:
+        return 481;
+    case sip_method_info:
+    case sip_method_message:
+    case sip_method_refer:
+    case sip_method_notify:
+    case sip_method_subscribe:
+    case sip_method_prack:
+        return s_reply_final(irq, SIP_405_METHOD_NOT_ALLOWED,
+                             SIPTAG_ALLOW_STR(CP_ALLOW), TAG_END());
+    default:
+        return 501;
+    }
+}
+
+static int s_client_irq_cb(void *magic, nta_incoming_t *irq,
+                           sip_t const *sip)
+{
+    cp_session_t *s = magic;
+    cp_context_t *ctx = s->owner;
+    cp_leg_t *cl = &s->legs[CP_DIR_CLIENT];
+    if (irq != cl->irq || s->state == CP_SESS_CLOSED)
+        return 0;
+    if (!sip) {
+        IM_LOG_WARN("event=no_ack sid=%016" PRIx64, s->id);
+        cp_sip_dispatch(ctx, s, CP_EV_CLIENT_NO_ACK, CP_DIR_CLIENT, 0);
+        return 0;
+    }
+    switch (sip->sip_request ? sip->sip_request->rq_method
+                             : sip_method_unknown) {
+    case sip_method_ack:
+        cp_sip_dispatch(ctx, s, CP_EV_CLIENT_ACK, CP_DIR_CLIENT, 0);
+        /* The INVITE transaction (and the request it holds) is of no more
+         * use; a closed session's objects are left to the reaper. */
+        if (s->state != CP_SESS_CLOSED) {
+            cl->irq = NULL;
+            nta_incoming_destroy(irq);
+        }
+        break;
+    case sip_method_cancel:
+        IM_LOG_INFO("event=cancel_received sid=%016" PRIx64, s->id);
+        cp_sip_dispatch(ctx, s, CP_EV_CLIENT_CANCEL, CP_DIR_CLIENT, 0);
+        break;
+    default:
+        break;
+    }
+    return 0;
+}
+
+static int s_on_invite(cp_context_t *ctx, nta_incoming_t *irq,
+                       sip_t const *sip)
+{
+    char warn[200];
+    if (ctx->stopping)
+        return s_reply_final(irq, SIP_503_SERVICE_UNAVAILABLE,
+                             SIPTAG_RETRY_AFTER_STR("5"), TAG_END());
+    if (!sip->sip_payload || !sip->sip_content_type ||
+        !su_casematch(sip->sip_content_type->c_type, "application/sdp")) {
+        im_metric_inc(ctx->metrics->invites_rejected_total);
+        IM_LOG_INFO("event=invite_rejected status=488 why=no_sdp_offer");
+        return s_reply_final(irq, SIP_488_NOT_ACCEPTABLE,
+                             SIPTAG_WARNING_STR("399 imsplit \"INVITE has no "
+                                                "SDP offer\""),
+                             TAG_END());
+    }
+    cp_sdp_info_t info;
+    char err[160];
+    if (cp_sdp_inspect(sip->sip_payload->pl_data, sip->sip_payload->pl_len,
+                       &info, err, sizeof(err)) < 0) {
+        im_metric_inc(ctx->metrics->invites_rejected_total);
+        char q[200];
+        IM_LOG_INFO("event=invite_rejected status=488 why=%s",
+                    im_log_quote(q, sizeof(q), err));
+        snprintf(warn, sizeof(warn), "399 imsplit \"%.150s\"", err);
+        for (char *p = warn + 13; *p && p[1]; p++)
+            if (*p == '"' || *p == '\\')
+                *p = '\'';
+        return s_reply_final(irq, SIP_488_NOT_ACCEPTABLE,
+                             SIPTAG_WARNING_STR(warn), TAG_END());
+    }
+    cp_st_msg_t m;
+    cp_st_uas_answer_t a;
+    cp_st_from_sip(sip, &m);
+    cp_st_uas_answer(&ctx->st, &m, &a);
+    if (a.status == 422) {
+        char min_se[24];
+        snprintf(min_se, sizeof(min_se), "%u", a.min_se);
+        im_metric_inc(ctx->metrics->invites_rejected_total);
+        IM_LOG_INFO("event=invite_rejected status=422 min_se=%u se=%u",
+                    a.min_se, m.se);
+        return s_reply_final(irq, 422, "Session Interval Too Small",
+                             SIPTAG_MIN_SE_STR(min_se), TAG_END());
+    }
+    if (cp_sessions_count(ctx->sessions) >= ctx->cfg.max_sessions) {
+        im_metric_inc(ctx->metrics->invites_rejected_total);
+        IM_LOG_WARN("event=invite_rejected status=503 why=max_sessions");
+        return s_reply_final(irq, SIP_503_SERVICE_UNAVAILABLE,
+                             SIPTAG_RETRY_AFTER_STR("5"), TAG_END());
+    }
+    cp_worker_t *w = cp_pool_pick(ctx->pool);
+    if (!w) {
+        im_metric_inc(ctx->metrics->invites_rejected_total);
+        IM_LOG_WARN("event=invite_rejected status=503 why=no_live_worker");
+        return s_reply_final(irq, SIP_503_SERVICE_UNAVAILABLE,
+                             SIPTAG_RETRY_AFTER_STR("5"), TAG_END());
+    }
+    cp_session_t *s = cp_session_new(ctx->sessions);
+    if (!s)
+        return s_reply_final(irq, SIP_500_INTERNAL_SERVER_ERROR, TAG_END());
+    s->owner = ctx;
+    snprintf(s->worker, sizeof(s->worker), "%s", w->id);
+    w->sessions++;
+    s->call_id = strdup(sip->sip_call_id ? sip->sip_call_id->i_id : "");
+    s->client_sdp = s_strndup(sip->sip_payload->pl_data,
+                              sip->sip_payload->pl_len);
+    cp_leg_t *cl = &s->legs[CP_DIR_CLIENT];
+    im_timer_init(&cl->st_timer, s_on_st_timer, s);
+    im_timer_init(&s->legs[CP_DIR_CONTROLLING].st_timer, s_on_st_timer, s);
+    cl->tcp = s_via_is_tcp(sip);
+    s_set_str(&cl->contact, s_contact(cl->tcp));
+    cl->se = a.se;
+    cl->st_role = a.role;
+    cl->peer_allows_update =
+        sip->sip_allow && sip_is_allowed(sip->sip_allow, SIP_METHOD_UPDATE);
+    s_set_str(&cl->peer_path, info.path);
+    /* The worker waits for the client's connection unless the client asked
+     * to be the passive end. */
+    s_set_str(&cl->peer_setup,
+              su_casematch(info.setup, "passive") ? "passive" : "active");
+    cl->nta = nta_leg_tcreate(ctx->agent, s_leg_cb, s,
+                              SIPTAG_CALL_ID(sip->sip_call_id),
+                              SIPTAG_FROM(sip->sip_to),
+                              SIPTAG_TO(sip->sip_from), TAG_END());
+    if (!s->call_id || !s->client_sdp || !cl->contact || !cl->peer_path ||
+        !cl->peer_setup || !cl->nta || !nta_leg_tag(cl->nta, NULL)) {
+        IM_LOG_ERROR("event=session_create_failed call_id=%s",
+                     s->call_id ? s->call_id : "");
+        s_reply_final(irq, SIP_500_INTERNAL_SERVER_ERROR, TAG_END());
+        s->state = CP_SESS_TERMINATING;
+        cp_sip_ops.closed(ctx, s);
+        return 0;
+    }
+    nta_leg_server_route(cl->nta, sip->sip_record_route, sip->sip_contact);
+    nta_incoming_tag(irq, nta_leg_get_tag(cl->nta));
+    cl->irq = irq;
+    nta_incoming_bind(irq, s_client_irq_cb, s);
+    nta_incoming_treply(irq, SIP_100_TRYING, TAG_END());
+    im_metric_inc(ctx->metrics->sessions_total);
+    im_metric_set(ctx->metrics->sessions_active,
+                  (int64_t)cp_sessions_count(ctx->sessions));
+    char q[200];
+    IM_LOG_INFO("event=session_created sid=%016" PRIx64 " call_id=%s "
+                "worker=%s transport=%s client_se=%u client_role=%s",
+                s->id, im_log_quote(q, sizeof(q), s->call_id), s->worker,
+                cl->tcp ? "tcp" : "udp", cl->se, cp_st_role_name(cl->st_role));
+    uint64_t id = s->id;
+    for (int d = 0; d < CP_DIR_COUNT; d++) {
+        s->legs[d].media = CP_MEDIA_ALLOCATING;
+        if (cp_sip_ops.allocate(ctx, s, (cp_dir_t)d) < 0) {
+            if (cp_session_dispatch(s, CP_EV_ALLOC_FAILED, (cp_dir_t)d, 0,
+                                    &cp_sip_ops, ctx) == CP_SESS_CLOSED ||
+                !cp_session_find(ctx->sessions, id))
+                return 0;
+        }
+    }
+    return 0;
+}
+
+static int s_default_cb(void *magic, nta_leg_t *leg, nta_incoming_t *irq,
+                        sip_t const *sip)
+{
+    cp_context_t *ctx = magic;
+    (void)leg;
+    switch (sip->sip_request->rq_method) {
+    case sip_method_invite:
+        if (sip->sip_to && sip->sip_to->a_tag)
+            return 481;
+        return s_on_invite(ctx, irq, sip);
+    case sip_method_options:
+        return s_reply_final(irq, SIP_200_OK, SIPTAG_ALLOW_STR(CP_ALLOW),
+                             SIPTAG_SUPPORTED_STR("timer"), TAG_END());
+    case sip_method_ack:
+        return 0;
+    case sip_method_bye:
+    case sip_method_update:
+    case sip_method_cancel:
+    case sip_method_prack:
+    case sip_method_info:
+        return 481;
+    default:
+        return 501;
+    }
+}
+
+/* ---- actions of the session machine --------------------------------- */
+
+static int s_op_allocate(void *c, cp_session_t *s, cp_dir_t dir)
+{
+    return cp_build_allocate(c, s, dir) ? 0 : -EHOSTUNREACH;
+}
+
+static int s_op_invite(void *c, cp_session_t *s)
+{
+    return s_send_invite(c, s, ((cp_context_t *)c)->cfg.session_expires);
+}
+
+static int s_op_answer(void *c, cp_session_t *s)
+{
+    cp_context_t *ctx = c;
+    cp_leg_t *cl = &s->legs[CP_DIR_CLIENT];
+    if (!cl->irq || !s->ctrl_sdp)
+        return -EINVAL;
+    const char *setup = su_casematch(cl->peer_setup, "passive") ? "active"
+                                                                : "passive";
+    cp_sdp_rewrite_t rw = {cl->path, setup, s->id, 1};
+    char err[160];
+    free(cl->sdp_out);
+    cl->sdp_out = NULL;
+    if (cp_sdp_rewrite(s->ctrl_sdp, strlen(s->ctrl_sdp), &rw, &cl->sdp_out,
+                       err, sizeof(err)) < 0) {
+        IM_LOG_WARN("event=sdp_rewrite_failed sid=%016" PRIx64
+                    " dir=client why=\"%s\"", s->id, err);
+        return -EINVAL;
+    }
+    /* The client leg's timer was negotiated when its INVITE arrived. */
+    char se[48];
+    bool peer_refreshes = cl->st_role == CP_ST_ROLE_PEER_REFRESHES;
+    snprintf(se, sizeof(se), "%u;refresher=%s", cl->se,
+             peer_refreshes ? "uac" : "uas");
+    nta_incoming_treply(
+        cl->irq, SIP_200_OK, SIPTAG_CONTACT_STR(cl->contact),
+        SIPTAG_SUPPORTED_STR("timer"), SIPTAG_ALLOW_STR(CP_ALLOW),
+        TAG_IF(cl->se > 0, SIPTAG_SESSION_EXPIRES_STR(se)),
+        TAG_IF(cl->se > 0 && peer_refreshes, SIPTAG_REQUIRE_STR("timer")),
+        SIPTAG_CONTENT_TYPE_STR("application/sdp"),
+        SIPTAG_PAYLOAD_STR(cl->sdp_out), TAG_END());
+    cp_build_connect(ctx, s, CP_DIR_CLIENT);
+    cp_build_connect(ctx, s, CP_DIR_CONTROLLING);
+    s_st_arm(ctx, s, CP_DIR_CLIENT);
+    s_st_arm(ctx, s, CP_DIR_CONTROLLING);
+    cp_leg_t *ctrl = &s->legs[CP_DIR_CONTROLLING];
+    IM_LOG_INFO("event=session_answered sid=%016" PRIx64 " client_se=%u "
+                "client_role=%s controlling_se=%u controlling_role=%s "
+                "setup_ms=%" PRIu64,
+                s->id, cl->se, cp_st_role_name(cl->st_role), ctrl->se,
+                cp_st_role_name(ctrl->st_role),
+                im_clock_ms() - s->created_ms);
+    return 0;
+}
+
+static void s_op_reject(void *c, cp_session_t *s, int status)
+{
+    (void)c;
+    cp_leg_t *cl = &s->legs[CP_DIR_CLIENT];
+    if (!cl->irq || nta_incoming_status(cl->irq) >= 200)
+        return;
+    if (status < 300 || status > 699)
+        status = 500;
+    IM_LOG_INFO("event=invite_answered_error sid=%016" PRIx64 " status=%d",
+                s->id, status);
+    nta_incoming_treply(cl->irq, status, sip_status_phrase(status),
+                        TAG_IF(status == 503, SIPTAG_RETRY_AFTER_STR("5")),
+                        TAG_END());
+}
+
+static void s_op_cancel(void *c, cp_session_t *s)
+{
+    (void)c;
+    cp_leg_t *ctrl = &s->legs[CP_DIR_CONTROLLING];
+    if (ctrl->orq && !ctrl->refreshing && nta_outgoing_status(ctrl->orq) < 200)
+        nta_outgoing_cancel(ctrl->orq);
+}
+
+static int s_op_bye(void *c, cp_session_t *s, cp_dir_t dir, bool with_reason)
+{
+    cp_context_t *ctx = c;
+    cp_leg_t *leg = &s->legs[dir];
+    if (!leg->nta)
+        return -EINVAL;
+    if (leg->refreshing) {
+        nta_outgoing_destroy(leg->orq);
+        leg->orq = NULL;
+        leg->refreshing = false;
+    }
+    leg->bye = nta_outgoing_tcreate(
+        leg->nta, s_orq_cb, s, NULL, SIP_METHOD_BYE, NULL,
+        TAG_IF(with_reason, SIPTAG_REASON_STR(CP_REASON_TIMER)), TAG_END());
+    if (!leg->bye) {
+        IM_LOG_ERROR("event=bye_send_failed sid=%016" PRIx64 " leg=%s", s->id,
+                     cp_dir_name(dir));
+        return -EIO;
+    }
+    im_metric_inc(ctx->metrics->bye_sent_total[dir]);
+    IM_LOG_INFO("event=bye_sent sid=%016" PRIx64 " leg=%s cause=%s", s->id,
+                cp_dir_name(dir), cp_cause_name(s->cause));
+    return 0;
+}
+
+static int s_op_release(void *c, cp_session_t *s, cp_dir_t dir, int reason)
+{
+    cp_context_t *ctx = c;
+    cp_worker_t *w = cp_pool_find(ctx->pool, s->worker);
+    if (!w || w->state == CP_WORKER_DEAD)
+        return -EHOSTUNREACH;
+    if (!cp_build_release(ctx, s->worker, s->id, dir, reason, (int)s->cause))
+        return -EHOSTUNREACH;
+    im_metric_inc(ctx->metrics->releases_sent_total[dir]);
+    IM_LOG_INFO("event=release_sent sid=%016" PRIx64 " direction=%s "
+                "reason=%s cause=%s worker=%s",
+                s->id, cp_dir_name(dir), im_proto_reason_name(reason),
+                cp_cause_name(s->cause), s->worker);
+    return 0;
+}
+
+static void s_op_stop_timers(void *c, cp_session_t *s)
+{
+    cp_context_t *ctx = c;
+    for (int d = 0; d < CP_DIR_COUNT; d++)
+        cp_timer_cancel(ctx->timers, &s->legs[d].st_timer);
+}
+
+static void s_reap(im_timer_t *t, void *arg)
+{
+    (void)t;
+    cp_context_t *ctx = arg;
+    while (s_sip.graveyard) {
+        cp_session_t *s = s_sip.graveyard;
+        s_sip.graveyard = s->hnext;
+        s->hnext = NULL;
+        for (int d = 0; d < CP_DIR_COUNT; d++) {
+            cp_leg_t *leg = &s->legs[d];
+            cp_timer_cancel(ctx->timers, &leg->st_timer);
+            nta_outgoing_destroy(leg->orq);
+            nta_outgoing_destroy(leg->bye);
+            if (leg->irq) {
+                if (nta_incoming_status(leg->irq) < 200)
+                    nta_incoming_treply(leg->irq, SIP_500_INTERNAL_SERVER_ERROR,
+                                        TAG_END());
+                nta_incoming_destroy(leg->irq);
+            }
+            nta_leg_destroy(leg->nta);
+            leg->orq = leg->bye = NULL;
+            leg->irq = NULL;
+            leg->nta = NULL;
+        }
+        cp_session_free(ctx->sessions, &s);
+    }
+}
+
+/* Phase one of teardown: out of the table and the worker's count at once;
+ * the SIP objects go in s_reap, outside whatever NTA callback we are in. */
+static void s_op_closed(void *c, cp_session_t *s)
+{
+    cp_context_t *ctx = c;
+    s->state = CP_SESS_CLOSED;
+    s_op_stop_timers(c, s);
+    cp_worker_t *w = cp_pool_find(ctx->pool, s->worker);
+    if (w && w->sessions > 0)
+        w->sessions--;
+    cp_session_detach(ctx->sessions, s);
+    im_metric_set(ctx->metrics->sessions_active,
+                  (int64_t)cp_sessions_count(ctx->sessions));
+    IM_LOG_INFO("event=session_closed sid=%016" PRIx64 " cause=%s "
+                "client_release=%s controlling_release=%s duration_ms=%" PRIu64,
+                s->id, cp_cause_name(s->cause),
+                im_proto_reason_name(s->legs[CP_DIR_CLIENT].release_reason),
+                im_proto_reason_name(s->legs[CP_DIR_CONTROLLING].release_reason),
+                im_clock_ms() - s->created_ms);
+    s->hnext = s_sip.graveyard;
+    s_sip.graveyard = s;
+    if (!im_timer_armed(&s_sip.reap))
+        cp_timer_arm_in(ctx->timers, &s_sip.reap, 0);
+}
+
+const cp_session_ops_t cp_sip_ops = {
+    .allocate = s_op_allocate,
+    .invite = s_op_invite,
+    .answer = s_op_answer,
+    .reject = s_op_reject,
+    .cancel = s_op_cancel,
+    .bye = s_op_bye,
+    .release = s_op_release,
+    .stop_timers = s_op_stop_timers,
+    .closed = s_op_closed,
+};
+
+/* ---- agent ---------------------------------------------------------- */
+
+/* "udp:HOST:PORT" -> "sip:HOST:PORT;transport=udp" and a Contact. */
+static int s_listener_url(const char *spec, char *url, size_t url_size,
+                          bool *tcp)
+{
+    const char *colon = strchr(spec, ':');
+    if (!colon)
+        return -EINVAL;
+    size_t tlen = (size_t)(colon - spec);
+    if (tlen == 3 && su_casenmatch(spec, "udp", 3))
+        *tcp = false;
+    else if (tlen == 3 && su_casenmatch(spec, "tcp", 3))
+        *tcp = true;
+    else
+        return -EINVAL;
+    if (!colon[1])
+        return -EINVAL;
+    int n = snprintf(url, url_size, "sip:%s;transport=%s", colon + 1,
+                     *tcp ? "tcp" : "udp");
+    return n > 0 && (size_t)n < url_size ? 0 : -EINVAL;
+}
+
+int cp_sip_start(cp_context_t *ctx)
+{
+    memset(&s_sip, 0, sizeof(s_sip));
+    s_sip.ctx = ctx;
+    su_home_init(s_sip.home);
+    im_timer_init(&s_sip.reap, s_reap, ctx);
+    if (ctx->cfg.next_hop) {
+        s_sip.next_hop = url_make(s_sip.home, ctx->cfg.next_hop);
+        if (!s_sip.next_hop || s_sip.next_hop->url_type != url_sip) {
+            IM_LOG_ERROR("event=config_error option=next-hop value=%s",
+                         ctx->cfg.next_hop);
+            return -EINVAL;
+        }
+    }
+    for (size_t i = 0; i < ctx->cfg.sip.count; i++) {
+        char url[200];
+        bool tcp;
+        if (s_listener_url(ctx->cfg.sip.items[i], url, sizeof(url), &tcp) < 0) {
+            IM_LOG_ERROR("event=config_error option=sip value=%s",
+                         ctx->cfg.sip.items[i]);
+            return -EINVAL;
+        }
+        const char *hostport = strchr(ctx->cfg.sip.items[i], ':') + 1;
+        char *contact = tcp ? s_sip.contact_tcp : s_sip.contact_udp;
+        if (!contact[0])
+            snprintf(contact, sizeof(s_sip.contact_tcp),
+                     "<sip:imsplit@%s%s>", hostport,
+                     tcp ? ";transport=tcp" : "");
+        if (i == 0) {
+            ctx->agent = nta_agent_create(
+                ctx->root, (url_string_t *)url, NULL, NULL, NTATAG_UA(1),
+                NTATAG_SIP_T1(ctx->cfg.sip_t1), NTATAG_CANCEL_487(1),
+                NTATAG_SERVER_RPORT(1), NTATAG_MAX_PROCEEDING(500000),
+                TAG_END());
+            if (!ctx->agent) {
+                IM_LOG_ERROR("event=sip_listen_failed url=%s err=\"%s\"", url,
+                             strerror(errno));
+                return -EADDRINUSE;
+            }
+        } else if (nta_agent_add_tport(ctx->agent, (url_string_t *)url,
+                                       TAG_END()) < 0) {
+            IM_LOG_ERROR("event=sip_listen_failed url=%s err=\"%s\"", url,
+                         strerror(errno));
+            return -EADDRINUSE;
+        }
+        IM_LOG_INFO("event=sip_listening url=%s", url);
+    }
+    s_sip.default_leg = nta_leg_tcreate(ctx->agent, s_default_cb, ctx,
+                                        NTATAG_NO_DIALOG(1), TAG_END());
+    return s_sip.default_leg ? 0 : -ENOMEM;
+}
+
+static void s_shutdown_one(cp_session_t *s, void *arg)
+{
+    cp_sip_dispatch(arg, s, CP_EV_SHUTDOWN, CP_DIR_CLIENT, 0);
+}
+
+void cp_sip_shutdown_sessions(cp_context_t *ctx)
+{
+    cp_sessions_foreach(ctx->sessions, s_shutdown_one, ctx);
+}
+
+static void s_force_close(cp_session_t *s, void *arg)
+{
+    cp_context_t *ctx = arg;
+    IM_LOG_WARN("event=session_abandoned sid=%016" PRIx64 " state=%s", s->id,
+                cp_sess_state_name(s->state));
+    s_op_closed(ctx, s);
+}
+
+void cp_sip_stop(cp_context_t *ctx)
+{
+    if (ctx->sessions)
+        cp_sessions_foreach(ctx->sessions, s_force_close, ctx);
+    s_reap(NULL, ctx);
+    if (ctx->timers)
+        cp_timer_cancel(ctx->timers, &s_sip.reap);
+    nta_leg_destroy(s_sip.default_leg);
+    s_sip.default_leg = NULL;
+    if (ctx->agent) {
+        nta_agent_destroy(ctx->agent);
+        ctx->agent = NULL;
+    }
+    su_home_deinit(s_sip.home);
+}
