@@ -79,11 +79,6 @@ uint64_t cp_session_unexpected_count(void)
     return s_unexpected;
 }
 
-static cp_dir_t s_other(cp_dir_t dir)
-{
-    return dir == CP_DIR_CLIENT ? CP_DIR_CONTROLLING : CP_DIR_CLIENT;
-}
-
 static void s_set_state(cp_session_t *s, cp_sess_state_t st)
 {
     if (s->state == st)
