@@ -1,0 +1,143 @@
+#include "im_log.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/time.h>
+#include <time.h>
+
+im_log_level_t im_log__level = IM_LOG_LEVEL_INFO;
+
+static char s_comp[16] = "imsplit";
+
+static const char *const s_level_names[] = {"error", "warn", "info", "debug"};
+
+/* Long enough for any sane event; longer lines are cut so that a line is
+ * still written with a single stdio call and never interleaves. */
+#define IM_LOG_LINE_MAX 2048
+
+void im_log_init(const char *component, im_log_level_t level)
+{
+    if (component)
+        snprintf(s_comp, sizeof(s_comp), "%s", component);
+    im_log_set_level(level);
+}
+
+void im_log_set_level(im_log_level_t level)
+{
+    if ((int)level < IM_LOG_LEVEL_ERROR)
+        level = IM_LOG_LEVEL_ERROR;
+    if (level > IM_LOG_LEVEL_DEBUG)
+        level = IM_LOG_LEVEL_DEBUG;
+    im_log__level = level;
+}
+
+int im_log_level_parse(const char *s, im_log_level_t *out)
+{
+    if (!s || !out)
+        return -EINVAL;
+    for (int i = 0; i <= IM_LOG_LEVEL_DEBUG; i++) {
+        if (strcasecmp(s, s_level_names[i]) == 0) {
+            *out = (im_log_level_t)i;
+            return 0;
+        }
+    }
+    if (strcasecmp(s, "warning") == 0) {
+        *out = IM_LOG_LEVEL_WARN;
+        return 0;
+    }
+    return -EINVAL;
+}
+
+void im_log_write(im_log_level_t level, const char *fmt, ...)
+{
+    char line[IM_LOG_LINE_MAX];
+    struct timespec ts;
+    struct tm tm;
+    size_t n;
+    int r;
+
+    if ((int)level < IM_LOG_LEVEL_ERROR || level > IM_LOG_LEVEL_DEBUG)
+        level = IM_LOG_LEVEL_ERROR;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    r = snprintf(line, sizeof(line),
+                 "ts=%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ level=%s comp=%s ",
+                 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+                 tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000L,
+                 s_level_names[level], s_comp);
+    if (r < 0)
+        return;
+    n = (size_t)r < sizeof(line) ? (size_t)r : sizeof(line) - 1;
+
+    va_list ap;
+    va_start(ap, fmt);
+    r = vsnprintf(line + n, sizeof(line) - n, fmt, ap);
+    va_end(ap);
+    if (r < 0)
+        r = 0;
+    n += (size_t)r;
+    /* Keep room for the newline even when the message was cut. */
+    if (n > sizeof(line) - 2)
+        n = sizeof(line) - 2;
+    line[n++] = '\n';
+    fwrite(line, 1, n, stderr);
+}
+
+static int s_needs_quote(const char *s)
+{
+    if (*s == '\0')
+        return 1;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p <= ' ' || *p == '"' || *p == '=' || *p == '\\' || *p == 0x7f)
+            return 1;
+    }
+    return 0;
+}
+
+const char *im_log_quote(char *buf, size_t size, const char *s)
+{
+    size_t o = 0;
+
+    if (!buf || size == 0)
+        return buf;
+    if (!s)
+        s = "";
+    if (!s_needs_quote(s)) {
+        snprintf(buf, size, "%s", s);
+        return buf;
+    }
+    if (size < 3) {
+        buf[0] = '\0';
+        return buf;
+    }
+    buf[o++] = '"';
+    /* Reserve one byte for the closing quote and one for the NUL. */
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        char esc[8];
+        size_t el;
+        switch (*p) {
+        case '"': memcpy(esc, "\\\"", 3); break;
+        case '\\': memcpy(esc, "\\\\", 3); break;
+        case '\n': memcpy(esc, "\\n", 3); break;
+        case '\r': memcpy(esc, "\\r", 3); break;
+        case '\t': memcpy(esc, "\\t", 3); break;
+        default:
+            if (*p < 0x20 || *p == 0x7f)
+                snprintf(esc, sizeof(esc), "\\x%02x", *p);
+            else {
+                esc[0] = (char)*p;
+                esc[1] = '\0';
+            }
+        }
+        el = strlen(esc);
+        if (o + el + 2 > size)
+            break;
+        memcpy(buf + o, esc, el);
+        o += el;
+    }
+    buf[o++] = '"';
+    buf[o] = '\0';
+    return buf;
+}

@@ -1,0 +1,147 @@
+#include "im_zmq.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <string.h>
+#include <zmq.h>
+
+#include "im_log.h"
+#include "im_proto.h"
+
+/* High enough that a burst (an expiry storm of 10k sessions is 20k
+ * ReleaseLegs) never hits the HWM, where ROUTER_MANDATORY would make sends
+ * fail with EAGAIN. */
+#define IM_ZMQ_HWM 100000
+
+static int s_set_int(void *sock, int opt, int value, const char *name,
+                     const char *endpoint)
+{
+    if (zmq_setsockopt(sock, opt, &value, sizeof(value)) == 0)
+        return 0;
+    int err = errno;
+    IM_LOG_ERROR("event=zmq_setsockopt_failed option=%s endpoint=%s err=\"%s\"",
+                 name, endpoint, zmq_strerror(err));
+    errno = err;
+    return -1;
+}
+
+static int s_common_opts(void *sock, const char *endpoint)
+{
+    int64_t maxmsg = IM_PROTO_MAX_FRAME;
+
+    if (s_set_int(sock, ZMQ_LINGER, 0, "linger", endpoint) < 0 ||
+        s_set_int(sock, ZMQ_HANDSHAKE_IVL, 5000, "handshake_ivl", endpoint) < 0 ||
+        s_set_int(sock, ZMQ_SNDHWM, IM_ZMQ_HWM, "sndhwm", endpoint) < 0 ||
+        s_set_int(sock, ZMQ_RCVHWM, IM_ZMQ_HWM, "rcvhwm", endpoint) < 0)
+        return -1;
+    if (zmq_setsockopt(sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof(maxmsg)) != 0) {
+        int err = errno;
+        IM_LOG_ERROR("event=zmq_setsockopt_failed option=maxmsgsize "
+                     "endpoint=%s err=\"%s\"", endpoint, zmq_strerror(err));
+        errno = err;
+        return -1;
+    }
+    return 0;
+}
+
+static void s_close_keep_errno(void *sock)
+{
+    int err = errno;
+    zmq_close(sock);
+    errno = err;
+}
+
+void *im_zmq_router_bind(void *ctx, const char *endpoint)
+{
+    void *sock;
+
+    if (!ctx || !endpoint) {
+        errno = EINVAL;
+        return NULL;
+    }
+    sock = zmq_socket(ctx, ZMQ_ROUTER);
+    if (!sock) {
+        IM_LOG_ERROR("event=zmq_socket_failed type=router endpoint=%s err=\"%s\"",
+                     endpoint, zmq_strerror(errno));
+        return NULL;
+    }
+    if (s_common_opts(sock, endpoint) < 0 ||
+        s_set_int(sock, ZMQ_ROUTER_MANDATORY, 1, "router_mandatory",
+                  endpoint) < 0 ||
+        s_set_int(sock, ZMQ_ROUTER_HANDOVER, 1, "router_handover",
+                  endpoint) < 0)
+        goto fail;
+    if (zmq_bind(sock, endpoint) != 0) {
+        IM_LOG_ERROR("event=zmq_bind_failed endpoint=%s err=\"%s\"", endpoint,
+                     zmq_strerror(errno));
+        goto fail;
+    }
+    return sock;
+fail:
+    s_close_keep_errno(sock);
+    return NULL;
+}
+
+void *im_zmq_dealer_connect(void *ctx, const char *endpoint,
+                            const char *routing_id)
+{
+    void *sock;
+
+    if (!ctx || !endpoint) {
+        errno = EINVAL;
+        return NULL;
+    }
+    sock = zmq_socket(ctx, ZMQ_DEALER);
+    if (!sock) {
+        IM_LOG_ERROR("event=zmq_socket_failed type=dealer endpoint=%s err=\"%s\"",
+                     endpoint, zmq_strerror(errno));
+        return NULL;
+    }
+    if (s_common_opts(sock, endpoint) < 0 ||
+        s_set_int(sock, ZMQ_RECONNECT_IVL, 100, "reconnect_ivl", endpoint) < 0 ||
+        s_set_int(sock, ZMQ_RECONNECT_IVL_MAX, 2000, "reconnect_ivl_max",
+                  endpoint) < 0 ||
+        /* Queue to a CP that is not up yet instead of failing the send; the
+         * protocol's resend covers what is lost. */
+        s_set_int(sock, ZMQ_IMMEDIATE, 0, "immediate", endpoint) < 0)
+        goto fail;
+    if (routing_id && routing_id[0]) {
+        size_t n = strlen(routing_id);
+        /* ZeroMQ limits routing ids to 255 bytes. */
+        if (n > 255 ||
+            zmq_setsockopt(sock, ZMQ_ROUTING_ID, routing_id, n) != 0) {
+            if (n > 255)
+                errno = EINVAL;
+            IM_LOG_ERROR("event=zmq_setsockopt_failed option=routing_id "
+                         "endpoint=%s err=\"%s\"", endpoint, zmq_strerror(errno));
+            goto fail;
+        }
+    }
+    if (zmq_connect(sock, endpoint) != 0) {
+        IM_LOG_ERROR("event=zmq_connect_failed endpoint=%s err=\"%s\"",
+                     endpoint, zmq_strerror(errno));
+        goto fail;
+    }
+    return sock;
+fail:
+    s_close_keep_errno(sock);
+    return NULL;
+}
+
+void im_zmq_close(void **sock_p)
+{
+    if (!sock_p || !*sock_p)
+        return;
+    zmq_close(*sock_p);
+    *sock_p = NULL;
+}
+
+int im_zmq_readable(void *sock)
+{
+    int events = 0;
+    size_t size = sizeof(events);
+
+    if (!sock || zmq_getsockopt(sock, ZMQ_EVENTS, &events, &size) != 0)
+        return 0;
+    return (events & ZMQ_POLLIN) != 0;
+}

@@ -1,0 +1,177 @@
+/* im_log: level parsing, logfmt quoting and the line format on stderr. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "im_clock.h"
+#include "im_log.h"
+
+static void test_level_parse(void **state)
+{
+    (void)state;
+    im_log_level_t l = IM_LOG_LEVEL_INFO;
+
+    assert_int_equal(im_log_level_parse("error", &l), 0);
+    assert_int_equal(l, IM_LOG_LEVEL_ERROR);
+    assert_int_equal(im_log_level_parse("warn", &l), 0);
+    assert_int_equal(l, IM_LOG_LEVEL_WARN);
+    assert_int_equal(im_log_level_parse("info", &l), 0);
+    assert_int_equal(l, IM_LOG_LEVEL_INFO);
+    assert_int_equal(im_log_level_parse("DEBUG", &l), 0);
+    assert_int_equal(l, IM_LOG_LEVEL_DEBUG);
+    l = IM_LOG_LEVEL_INFO;
+    assert_int_equal(im_log_level_parse("verbose", &l), -EINVAL);
+    assert_int_equal(im_log_level_parse("", &l), -EINVAL);
+    assert_int_equal(im_log_level_parse(NULL, &l), -EINVAL);
+    assert_int_equal(l, IM_LOG_LEVEL_INFO);
+}
+
+static void test_quote(void **state)
+{
+    (void)state;
+    char buf[64];
+
+    assert_string_equal(im_log_quote(buf, sizeof(buf), "plain"), "plain");
+    assert_string_equal(im_log_quote(buf, sizeof(buf), "abc@10.0.0.1"),
+                        "abc@10.0.0.1");
+    assert_string_equal(im_log_quote(buf, sizeof(buf), "two words"),
+                        "\"two words\"");
+    assert_string_equal(im_log_quote(buf, sizeof(buf), "a=b"), "\"a=b\"");
+    assert_string_equal(im_log_quote(buf, sizeof(buf), "say \"hi\""),
+                        "\"say \\\"hi\\\"\"");
+    assert_string_equal(im_log_quote(buf, sizeof(buf), "back\\slash"),
+                        "\"back\\\\slash\"");
+    assert_string_equal(im_log_quote(buf, sizeof(buf), "l1\nl2\t\x01"),
+                        "\"l1\\nl2\\t\\x01\"");
+    assert_string_equal(im_log_quote(buf, sizeof(buf), ""), "\"\"");
+    assert_string_equal(im_log_quote(buf, sizeof(buf), NULL), "\"\"");
+
+    /* Truncation keeps a closed quote and never splits an escape. */
+    char small[8];
+    assert_string_equal(im_log_quote(small, sizeof(small), "a b c d e f"),
+                        "\"a b c\"");
+    assert_string_equal(im_log_quote(small, sizeof(small), "\"\"\"\"\"\""),
+                        "\"\\\"\\\"\"");
+    assert_string_equal(im_log_quote(small, sizeof(small), "abcdefghijk"),
+                        "abcdefg");
+    assert_int_equal(strlen(small), 7);
+}
+
+/* Runs fn with stderr redirected to a temporary file; returns its text. */
+static char *s_capture(void (*fn)(void))
+{
+    FILE *tmp = tmpfile();
+    int saved = dup(STDERR_FILENO);
+    static char out[8192];
+    size_t n;
+
+    assert_non_null(tmp);
+    fflush(stderr);
+    dup2(fileno(tmp), STDERR_FILENO);
+    fn();
+    fflush(stderr);
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+    rewind(tmp);
+    n = fread(out, 1, sizeof(out) - 1, tmp);
+    out[n] = '\0';
+    fclose(tmp);
+    return out;
+}
+
+static void s_emit_lines(void)
+{
+    im_log_init("cp", IM_LOG_LEVEL_INFO);
+    IM_LOG_INFO("event=session_created sid=%016x", 0xabcu);
+    IM_LOG_DEBUG("event=hidden");
+    IM_LOG_ERROR("event=boom n=%d", 3);
+    im_log_set_level(IM_LOG_LEVEL_DEBUG);
+    IM_LOG_DEBUG("event=shown");
+    im_log_set_level(IM_LOG_LEVEL_ERROR);
+    IM_LOG_WARN("event=hidden_too");
+}
+
+static void test_line_format(void **state)
+{
+    (void)state;
+    char *out = s_capture(s_emit_lines);
+    char *lines[8];
+    int n = 0;
+
+    for (char *save = NULL, *l = strtok_r(out, "\n", &save); l && n < 8;
+         l = strtok_r(NULL, "\n", &save))
+        lines[n++] = l;
+    assert_int_equal(n, 3);
+    /* ts=YYYY-MM-DDTHH:MM:SS.mmmZ */
+    for (int i = 0; i < n; i++) {
+        assert_int_equal(strncmp(lines[i], "ts=", 3), 0);
+        assert_int_equal(lines[i][7], '-');
+        assert_int_equal(lines[i][13], 'T');
+        assert_int_equal(lines[i][22], '.');
+        assert_int_equal(lines[i][26], 'Z');
+        assert_int_equal(lines[i][27], ' ');
+    }
+    assert_string_equal(lines[0] + 28,
+                        "level=info comp=cp event=session_created "
+                        "sid=0000000000000abc");
+    assert_string_equal(lines[1] + 28, "level=error comp=cp event=boom n=3");
+    assert_string_equal(lines[2] + 28, "level=debug comp=cp event=shown");
+    im_log_set_level(IM_LOG_LEVEL_INFO);
+}
+
+static void s_emit_long(void)
+{
+    static char big[10000];
+    memset(big, 'x', sizeof(big) - 1);
+    im_log_init("up", IM_LOG_LEVEL_INFO);
+    IM_LOG_INFO("event=long v=%s", big);
+    IM_LOG_INFO("event=after");
+}
+
+static void test_long_line_truncated(void **state)
+{
+    (void)state;
+    char *out = s_capture(s_emit_long);
+    char *nl = strchr(out, '\n');
+
+    assert_non_null(nl);
+    assert_true(nl - out < 4096);
+    assert_true(nl - out > 1000);
+    /* The next event still starts on its own line. */
+    assert_non_null(strstr(nl + 1, "level=info comp=up event=after\n"));
+}
+
+static void test_clock(void **state)
+{
+    (void)state;
+    uint64_t a = im_clock_ms(), ua = im_clock_us();
+    usleep(20000);
+    uint64_t b = im_clock_ms(), ub = im_clock_us();
+    assert_true(b >= a + 15);
+    assert_true(ub >= ua + 15000);
+    uint64_t e1 = im_clock_epoch();
+    usleep(10);
+    uint64_t e2 = im_clock_epoch();
+    assert_true(e1 != 0);
+    assert_true(e1 != e2);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_level_parse),
+        cmocka_unit_test(test_quote),
+        cmocka_unit_test(test_line_format),
+        cmocka_unit_test(test_long_line_truncated),
+        cmocka_unit_test(test_clock),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
