@@ -236,6 +236,10 @@ static int s_send_invite(cp_context_t *ctx, cp_session_t *s, uint32_t se)
     }
     cp_st_msg_t offer;
     cp_st_uac_offer(&ctx->st, se, false, &offer);
+    /* RFC 4028 7.4: a request retried after 422 carries the Min-SE the
+     * 422 demanded, which is the interval we now ask for. */
+    if (s->ctrl_422_retries > 0 && offer.se > offer.min_se)
+        offer.min_se = offer.se;
     char se_str[24], min_se[24];
     snprintf(se_str, sizeof(se_str), "%u", offer.se);
     snprintf(min_se, sizeof(min_se), "%u", offer.min_se);
@@ -946,7 +950,9 @@ int cp_sip_start(cp_context_t *ctx)
         if (i == 0) {
             ctx->agent = nta_agent_create(
                 ctx->root, (url_string_t *)url, NULL, NULL, NTATAG_UA(1),
-                NTATAG_SIP_T1(ctx->cfg.sip_t1), NTATAG_CANCEL_487(1),
+                NTATAG_SIP_T1(ctx->cfg.sip_t1),
+                /* NTA keeps Timer F/H (64*T1) as a setting of its own. */
+                NTATAG_SIP_T1X64(64 * ctx->cfg.sip_t1), NTATAG_CANCEL_487(1),
                 NTATAG_SERVER_RPORT(1), NTATAG_MAX_PROCEEDING(500000),
                 TAG_END());
             if (!ctx->agent) {

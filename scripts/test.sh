@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Builds imsplit with AddressSanitizer and UndefinedBehaviorSanitizer into
+# build-san/ and runs every test (unit, sip, proto, e2e) with ctest.
+# Exits with ctest's exit code.
+#   --quick   no sanitizers, build into build/ (faster)
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+quick=0
+for arg in "$@"; do
+    case $arg in
+        --quick) quick=1 ;;
+        -h | --help) sed -n '2,6p' "$0"; exit 0 ;;
+        *) echo "test.sh: unknown argument $arg" >&2; exit 64 ;;
+    esac
+done
+
+bash scripts/deps.sh
+
+if ((quick)); then
+    dir=build
+    cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DIMSPLIT_TESTS=ON \
+        -DIMSPLIT_ASAN=OFF -DIMSPLIT_UBSAN=OFF
+else
+    dir=build-san
+    cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=Debug -DIMSPLIT_TESTS=ON \
+        -DIMSPLIT_ASAN=ON -DIMSPLIT_UBSAN=ON
+    # Leak checking for every test binary; a sanitizer report fails it.
+    export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:halt_on_error=1}
+    export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+fi
+cmake --build "$dir" -j "$(nproc)"
+
+# System tests hold a shared RESOURCE_LOCK, so -j only overlaps unit tests.
+rc=0
+ctest --test-dir "$dir" --output-on-failure -j "$(nproc)" || rc=$?
+exit "$rc"

@@ -1,0 +1,601 @@
+# Shared helpers for the system tests (tests/sip, tests/proto, tests/e2e).
+#
+# Source it from a test script, then:
+#   t_init NAME                 temp dir, cleanup trap, binaries checked
+#   t_start_stack [CP FLAGS]    free ports, imsplit-cp + 2 imsplit-up, ready
+#   t_sipp_uas NAME XML [ARGS]  controlling side (UAS) in the background
+#   t_sipp_uac NAME XML [ARGS]  IM client (UAC) in the background
+#   t_sipp_wait NAME SECONDS    wait (bounded) and record its exit code
+#   t_expect_sipp_ok NAME...    every named sipp exited 0
+#   assertions: t_assert_metric, t_wait_metric, t_assert_log, ...
+#   t_finish                    assert_no_leaks, stop the stack, check exits
+#
+# Ground rules the helpers keep: everything listens on 127.0.0.1 with ports
+# the kernel just handed out; every wait has a bound; the cleanup trap
+# signals only the PIDs this test started (T_PIDS), never processes found
+# by name. On failure the logs of every process are printed; the temp dir
+# is kept when IMSPLIT_KEEP_TEST_DIR=1 or the test failed.
+#
+# Environment: IMSPLIT_BUILD_DIR (binaries), IMSPLIT_SRC_DIR (scenarios),
+# T_TRANSPORT=udp|tcp (SIP transport of both sipps and the next hop),
+# T_WORKERS (default 2), SIPP (default sipp).
+
+set -euo pipefail
+
+IMSPLIT_SRC_DIR=${IMSPLIT_SRC_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
+IMSPLIT_BUILD_DIR=${IMSPLIT_BUILD_DIR:-$IMSPLIT_SRC_DIR/build}
+T_CP_BIN=$IMSPLIT_BUILD_DIR/cp/imsplit-cp
+T_UP_BIN=$IMSPLIT_BUILD_DIR/up/imsplit-up
+T_CTL_BIN=$IMSPLIT_BUILD_DIR/tools/imsplit-ctl
+T_SCEN_DIR=$IMSPLIT_SRC_DIR/tests/sip
+SIPP=${SIPP:-sipp}
+T_TRANSPORT=${T_TRANSPORT:-udp}
+T_WORKERS=${T_WORKERS:-2}
+
+T_NAME=""
+T_DIR=""
+T_PIDS=()              # every process this test started, in start order
+declare -A T_PID_OF=() # process name (cp, up-1, uas, ...) -> pid
+declare -A T_RC_OF=()  # process name -> exit code once reaped
+T_CP_PID=""
+T_UP_NAMES=()
+T_DONE=0
+
+# Ports, filled by t_start_stack.
+T_SIP_PORT="" T_UAS_PORT="" T_UAC_PORT="" T_CTL_PORT="" T_CP_METRICS_PORT=""
+T_CTL_EP=""
+T_UP_METRICS_PORTS=()
+
+# ---- messages ---------------------------------------------------------------
+
+t_now() { date +%s.%N; }
+
+t_log() { printf '[%s] %s: %s\n' "$(date +%H:%M:%S.%3N)" "$T_NAME" "$*"; }
+
+t_fail() {
+    printf '[%s] %s: FAIL: %s\n' "$(date +%H:%M:%S.%3N)" "$T_NAME" "$*" >&2
+    exit 1
+}
+
+# ---- life cycle -------------------------------------------------------------
+
+t_init() {
+    T_NAME=$1
+    local bin
+    for bin in "$T_CP_BIN" "$T_UP_BIN" "$T_CTL_BIN"; do
+        [[ -x $bin ]] || { echo "$T_NAME: missing binary $bin (build first)" >&2; exit 1; }
+    done
+    command -v "$SIPP" >/dev/null || { echo "$T_NAME: $SIPP not found" >&2; exit 1; }
+    command -v curl >/dev/null || { echo "$T_NAME: curl not found" >&2; exit 1; }
+    command -v python3 >/dev/null || { echo "$T_NAME: python3 not found" >&2; exit 1; }
+    T_DIR=$(mktemp -d "${TMPDIR:-/tmp}/imsplit-$T_NAME.XXXXXX")
+    trap t_cleanup EXIT
+    # Turn signals into an ordinary exit so the EXIT trap does the cleanup.
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+    case $T_TRANSPORT in
+        udp | tcp) ;;
+        *) t_fail "T_TRANSPORT must be udp or tcp, not '$T_TRANSPORT'" ;;
+    esac
+    t_log "temp dir $T_DIR, transport $T_TRANSPORT"
+}
+
+# Is this pid still running? A child that exited but was not reaped yet is
+# a zombie, for which kill -0 still succeeds, hence the state check.
+t_alive() {
+    local pid=$1 stat
+    [[ -r /proc/$pid/stat ]] || return 1
+    stat=$(</proc/"$pid"/stat) 2>/dev/null || return 1
+    stat=${stat##*) }
+    [[ ${stat%% *} != Z ]]
+}
+
+# Fails the test at once if a daemon of the stack died: waiting out every
+# remaining timeout first would only hide the crash behind sipp errors.
+t_check_daemons() {
+    ((T_DONE == 0)) || return 0
+    local name pid
+    for name in cp "${T_UP_NAMES[@]}"; do
+        pid=${T_PID_OF[$name]:-}
+        [[ -n $pid && -z ${T_RC_OF[$name]:-} ]] || continue
+        if ! t_alive "$pid"; then
+            local rc=0
+            wait "$pid" 2>/dev/null || rc=$?
+            T_RC_OF[$name]=$rc
+            t_fail "$name (pid $pid) died during the test (exit $rc)"
+        fi
+    done
+}
+
+# Waits up to $2 seconds for process NAME to exit, reaps it and stores its
+# exit code in T_RC_OF[NAME]. Returns 1 if it is still running. Meanwhile
+# a daemon crash fails the test (t_check_daemons).
+t_wait_exit() {
+    local name=$1 secs=$2 pid=${T_PID_OF[$1]:-}
+    [[ -n $pid ]] || return 0
+    [[ -n ${T_RC_OF[$name]:-} ]] && return 0
+    local i max=$((secs * 20))
+    for ((i = 0; i < max; i++)); do
+        t_alive "$pid" || break
+        case $name in cp | up-*) ;; *) ((i % 10)) || t_check_daemons ;; esac
+        sleep 0.05
+    done
+    t_alive "$pid" && return 1
+    local rc=0
+    wait "$pid" 2>/dev/null || rc=$?
+    T_RC_OF[$name]=$rc
+    return 0
+}
+
+# Stops process NAME: signal (default TERM), up to SECS seconds, then KILL.
+t_stop() {
+    local name=$1 sig=${2:-TERM} secs=${3:-5} pid=${T_PID_OF[$1]:-}
+    [[ -n $pid ]] || return 0
+    [[ -n ${T_RC_OF[$name]:-} ]] && return 0
+    if t_alive "$pid"; then
+        kill -s "$sig" "$pid" 2>/dev/null || true
+        if ! t_wait_exit "$name" "$secs"; then
+            t_log "$name (pid $pid) ignored SIG$sig for ${secs}s, killing it"
+            kill -s KILL "$pid" 2>/dev/null || true
+            t_wait_exit "$name" 5 || true
+            T_RC_OF[$name]=killed
+        fi
+    else
+        t_wait_exit "$name" 1 || true
+    fi
+}
+
+t_dump_logs() {
+    local f
+    [[ -n $T_DIR && -d $T_DIR ]] || return 0
+    for f in "$T_DIR"/*.log "$T_DIR"/*.err "$T_DIR"/*.out; do
+        [[ -s $f ]] || continue
+        printf '\n===== %s (end) =====\n' "$f" >&2
+        tail -c 8000 "$f" | tail -n 60 >&2
+        echo >&2
+    done
+}
+
+t_cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    set +e
+    local name
+    # sipps first (they may still be talking to the CP), then the CP (which
+    # ends its sessions on TERM), then the workers.
+    for name in "${!T_PID_OF[@]}"; do
+        case $name in cp | up-*) ;; *) t_stop "$name" KILL 2 ;; esac
+    done
+    t_stop cp TERM 8
+    for name in "${T_UP_NAMES[@]}"; do t_stop "$name" TERM 5; done
+    if ((rc != 0)) || ((T_DONE == 0)); then
+        ((rc == 0)) && rc=1
+        t_dump_logs
+        echo "$T_NAME: FAILED (exit $rc); files kept in $T_DIR" >&2
+    elif [[ ${IMSPLIT_KEEP_TEST_DIR:-0} == 1 ]]; then
+        echo "$T_NAME: files kept in $T_DIR"
+    else
+        rm -rf -- "$T_DIR"
+    fi
+    exit "$rc"
+}
+
+# Starts a background process NAME with stdout+stderr to $T_DIR/NAME.log.
+t_spawn() {
+    local name=$1
+    shift
+    "$@" >"$T_DIR/$name.log" 2>&1 &
+    local pid=$!
+    T_PIDS+=("$pid")
+    T_PID_OF[$name]=$pid
+}
+
+# ---- ports --------------------------------------------------------------------
+
+# Prints N distinct loopback ports that are free for both TCP and UDP right
+# now (the SIP port serves both). The sockets stay open until all N are
+# chosen so the kernel cannot hand out the same port twice.
+t_free_ports() {
+    python3 - "$1" <<'PY'
+import socket, sys
+n = int(sys.argv[1])
+held, ports = [], []
+for _ in range(200):
+    if len(ports) == n:
+        break
+    t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    t.bind(("127.0.0.1", 0))
+    p = t.getsockname()[1]
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        u.bind(("127.0.0.1", p))
+    except OSError:
+        t.close(); u.close()
+        continue
+    held += [t, u]
+    ports.append(p)
+if len(ports) != n:
+    sys.exit("could not find %d free ports" % n)
+print(" ".join(map(str, ports)))
+PY
+}
+
+# Waits until something listens on 127.0.0.1:PORT (udp|tcp), up to SECS.
+t_wait_listen() {
+    local port=$1 proto=$2 secs=${3:-10} i flag=-ltn
+    [[ $proto == udp ]] && flag=-lun
+    for ((i = 0; i < secs * 20; i++)); do
+        ss -H "$flag" "sport = :$port" 2>/dev/null | grep -q . && return 0
+        sleep 0.05
+    done
+    return 1
+}
+
+# ---- the stack -----------------------------------------------------------------
+
+t_sipp_transport_flag() { [[ $T_TRANSPORT == tcp ]] && echo t1 || echo u1; }
+
+# Starts imsplit-cp and T_WORKERS workers and waits until the CP reports
+# all of them live. Extra arguments go to imsplit-cp (they may override the
+# defaults, which come first).
+t_start_stack() {
+    local n=$((5 + T_WORKERS)) ports
+    ports=$(t_free_ports "$n") || t_fail "no free ports"
+    read -r -a ports <<<"$ports"
+    T_SIP_PORT=${ports[0]} T_UAS_PORT=${ports[1]} T_UAC_PORT=${ports[2]}
+    T_CTL_PORT=${ports[3]} T_CP_METRICS_PORT=${ports[4]}
+    T_CTL_EP=tcp://127.0.0.1:$T_CTL_PORT
+    local next_hop=sip:127.0.0.1:$T_UAS_PORT
+    [[ $T_TRANSPORT == tcp ]] && next_hop+=";transport=tcp"
+
+    t_spawn cp "$T_CP_BIN" \
+        --sip "udp:127.0.0.1:$T_SIP_PORT" --sip "tcp:127.0.0.1:$T_SIP_PORT" \
+        --ctl "$T_CTL_EP" --next-hop "$next_hop" \
+        --metrics "127.0.0.1:$T_CP_METRICS_PORT" \
+        --heartbeat-ms 200 --liveness 5 --log-level info "$@"
+    T_CP_PID=${T_PID_OF[cp]}
+
+    local i
+    T_UP_METRICS_PORTS=()
+    T_UP_NAMES=()
+    for ((i = 1; i <= T_WORKERS; i++)); do
+        local mport=${ports[$((4 + i))]}
+        T_UP_METRICS_PORTS+=("$mport")
+        T_UP_NAMES+=("up-$i")
+        t_spawn "up-$i" "$T_UP_BIN" --cp "$T_CTL_EP" --id "up-$i" \
+            --msrp 127.0.0.1:0 --metrics "127.0.0.1:$mport"
+    done
+    t_wait_ready
+    t_log "stack up: sip 127.0.0.1:$T_SIP_PORT ctl $T_CTL_EP" \
+        "metrics cp=$T_CP_METRICS_PORT up=${T_UP_METRICS_PORTS[*]}" \
+        "next hop $next_hop"
+}
+
+t_wait_ready() {
+    local i code
+    for ((i = 0; i < 200; i++)); do
+        t_alive "$T_CP_PID" || t_fail "imsplit-cp exited during start-up"
+        code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 \
+            "http://127.0.0.1:$T_CP_METRICS_PORT/readyz" 2>/dev/null || true)
+        [[ $code == 200 ]] && break
+        sleep 0.05
+    done
+    [[ $code == 200 ]] || t_fail "CP /readyz not 200 after 10 s (last: ${code:-none})"
+    t_wait_metric cp 'imsplit_cp_workers{state="live"}' -eq "$T_WORKERS" 10 ||
+        t_fail "not all $T_WORKERS workers live"
+}
+
+# ---- sipp ------------------------------------------------------------------------
+
+# Common sipp flags: loopback, one socket, no keyboard, traces in $T_DIR.
+# -timeout bounds sipp itself; t_sipp_wait bounds it again from outside,
+# since sipp only honours -timeout between calls' retransmissions.
+t_sipp_common() {
+    local name=$1
+    printf '%s\n' -i 127.0.0.1 -t "$(t_sipp_transport_flag)" -nostdin \
+        -timeout 120s -timeout_error \
+        -trace_err -error_file "$T_DIR/$name.err" \
+        -trace_logs -log_file "$T_DIR/$name.events"
+    if [[ ${T_SIPP_TRACE_MSG:-1} == 1 ]]; then
+        printf '%s\n' -trace_msg -message_file "$T_DIR/$name.msg"
+    fi
+}
+
+# t_sipp_uas NAME SCENARIO [sipp args]: the controlling side on T_UAS_PORT,
+# one call unless -m is given. Returns once it listens.
+t_sipp_uas() {
+    local name=$1 scen=$2
+    shift 2
+    local -a common
+    mapfile -t common < <(t_sipp_common "$name")
+    t_spawn "$name" "$SIPP" -sf "$T_SCEN_DIR/$scen" -p "$T_UAS_PORT" \
+        "${common[@]}" -m 1 "$@"
+    t_wait_listen "$T_UAS_PORT" "$T_TRANSPORT" 10 ||
+        t_fail "sipp $name does not listen on $T_UAS_PORT/$T_TRANSPORT"
+}
+
+# t_sipp_uac NAME SCENARIO [sipp args]: the IM client, towards the CP.
+t_sipp_uac() {
+    local name=$1 scen=$2
+    shift 2
+    local -a common
+    mapfile -t common < <(t_sipp_common "$name")
+    t_spawn "$name" "$SIPP" -sf "$T_SCEN_DIR/$scen" -p "$T_UAC_PORT" \
+        "${common[@]}" -m 1 "$@" "127.0.0.1:$T_SIP_PORT"
+}
+
+# t_sipp_wait NAME SECS: waits for sipp NAME to finish; kills it after SECS.
+t_sipp_wait() {
+    local name=$1 secs=$2
+    if ! t_wait_exit "$name" "$secs"; then
+        t_log "sipp $name still running after ${secs}s"
+        t_stop "$name" KILL 2
+    fi
+}
+
+# Fails unless every named sipp exited 0 (all its calls succeeded).
+t_expect_sipp_ok() {
+    local name rc
+    for name in "$@"; do
+        t_sipp_wait "$name" 120
+        rc=${T_RC_OF[$name]:-unknown}
+        if [[ $rc != 0 ]]; then
+            if [[ -s $T_DIR/$name.err ]]; then
+                echo "--- $name errors:" >&2
+                tail -c 2000 "$T_DIR/$name.err" >&2
+                echo >&2
+            fi
+            t_fail "sipp $name exited $rc (0 means every call succeeded)"
+        fi
+    done
+}
+
+# t_event NAME EV [N]: the [timestamp] (epoch seconds) of the N-th (default
+# first) "ev=EV " line sipp NAME logged. Empty if there is none.
+t_event() {
+    local name=$1 ev=$2 n=${3:-1}
+    awk -v ev="ev=$ev" -v n="$n" '
+        index($0, ev " ") == 1 { if (++k == n) { print $NF; exit } }' \
+        "$T_DIR/$name.events" 2>/dev/null
+}
+
+# t_event_field NAME EV KEY: value of KEY=... (up to the next " key=" or the
+# end) on the first "ev=EV" line, leading/trailing blanks removed.
+t_event_field() {
+    local name=$1 ev=$2 key=$3
+    python3 - "$T_DIR/$name.events" "$ev" "$key" <<'PY'
+import re, sys
+path, ev, key = sys.argv[1:]
+try:
+    lines = open(path, encoding="utf-8", errors="replace").read().splitlines()
+except OSError:
+    sys.exit(0)
+for line in lines:
+    if line.startswith("ev=%s " % ev):
+        m = re.search(r"(?:^| )%s=(.*?)(?= [a-z_]+=|$)" % re.escape(key), line)
+        if m:
+            print(m.group(1).strip())
+        break
+PY
+}
+
+# t_event_count NAME EV: number of "ev=EV " lines.
+t_event_count() {
+    local n
+    n=$(grep -c "^ev=$2 " "$T_DIR/$1.events" 2>/dev/null) || true
+    echo "${n:-0}"
+}
+
+# ---- numbers ---------------------------------------------------------------------
+
+# t_assert_near WHAT ACTUAL EXPECTED TOLERANCE (floats)
+t_assert_near() {
+    local what=$1 actual=$2 expected=$3 tol=$4
+    [[ -n $actual ]] || t_fail "$what: no value"
+    if ! awk -v a="$actual" -v e="$expected" -v t="$tol" \
+        'BEGIN { d = a - e; if (d < 0) d = -d; exit !(d <= t) }'; then
+        t_fail "$what: $actual, expected $expected +- $tol"
+    fi
+    t_log "ok: $what = $actual (expected $expected +- $tol)"
+}
+
+# t_diff_ms A B: (B - A) in milliseconds, 1 decimal.
+t_diff_ms() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", (b - a) * 1000 }'; }
+
+# ---- metrics ---------------------------------------------------------------------
+
+t_metrics_port() {
+    case $1 in
+        cp) echo "$T_CP_METRICS_PORT" ;;
+        up-*) echo "${T_UP_METRICS_PORTS[$((${1#up-} - 1))]}" ;;
+        *) echo "$1" ;;
+    esac
+}
+
+# t_metric WHO SERIES: value of one series ('name' or 'name{labels}' exactly
+# as exported) from cp / up-N; prints "missing" if absent or unreachable.
+t_metric() {
+    local port body
+    port=$(t_metrics_port "$1")
+    body=$(curl -s --max-time 2 "http://127.0.0.1:$port/metrics" 2>/dev/null) || {
+        echo missing
+        return 0
+    }
+    awk -v s="$2" '
+        $1 == s { print $2; found = 1; exit }
+        END { if (!found) print "missing" }' <<<"$body"
+}
+
+# t_metric_up_sum SERIES: the series summed over all workers.
+t_metric_up_sum() {
+    local total=0 name v
+    for name in "${T_UP_NAMES[@]}"; do
+        v=$(t_metric "$name" "$1")
+        [[ $v == missing ]] && { echo missing; return 0; }
+        total=$(awk -v a="$total" -v b="$v" 'BEGIN { printf "%.0f", a + b }')
+    done
+    echo "$total"
+}
+
+t_cmp() { # VALUE OP EXPECTED with OP one of -eq -ne -lt -le -gt -ge
+    [[ $1 != missing && -n $1 ]] || return 1
+    awk -v a="$1" -v op="$2" -v b="$3" 'BEGIN {
+        a += 0; b += 0; r = 0
+        if (op == "-eq") r = (a == b)
+        else if (op == "-ne") r = (a != b)
+        else if (op == "-lt") r = (a < b)
+        else if (op == "-le") r = (a <= b)
+        else if (op == "-gt") r = (a > b)
+        else if (op == "-ge") r = (a >= b)
+        exit !r
+    }'
+}
+
+# t_assert_metric WHO SERIES OP VALUE (WHO: cp, up-N, or "up" for the sum)
+t_assert_metric() {
+    local v
+    if [[ $1 == up ]]; then v=$(t_metric_up_sum "$2"); else v=$(t_metric "$1" "$2"); fi
+    t_cmp "$v" "$3" "$4" || t_fail "metric $1 $2 = $v, expected $3 $4"
+    t_log "ok: $1 $2 = $v ($3 $4)"
+}
+
+# t_wait_metric WHO SERIES OP VALUE SECS: polls until true; returns 1 on
+# timeout (callers decide whether that fails the test).
+t_wait_metric() {
+    local who=$1 series=$2 op=$3 want=$4 secs=$5 v i
+    for ((i = 0; i < secs * 20; i++)); do
+        if [[ $who == up ]]; then v=$(t_metric_up_sum "$series"); else v=$(t_metric "$who" "$series"); fi
+        t_cmp "$v" "$op" "$want" && return 0
+        t_check_daemons
+        sleep 0.05
+    done
+    t_log "metric $who $series = $v, still not $op $want after ${secs}s"
+    return 1
+}
+
+# ---- logs ------------------------------------------------------------------------
+
+# t_count_log NAME WORD...: lines of process NAME's log containing every
+# WORD (fixed strings, e.g. event=release_sent direction=client).
+t_count_log() {
+    local name=$1
+    shift
+    python3 - "$T_DIR/$name.log" "$@" <<'PY'
+import sys
+path, words = sys.argv[1], sys.argv[2:]
+try:
+    lines = open(path, encoding="utf-8", errors="replace").read().splitlines()
+except OSError:
+    lines = []
+print(sum(1 for l in lines if all((" " + w + " ") in (" " + l + " ") for w in words)))
+PY
+}
+
+# t_log_times NAME WORD...: the ts= of every line of NAME's log containing
+# every WORD, as epoch seconds, one per line (daemon logs are logfmt with an
+# ISO 8601 ts first).
+t_log_times() {
+    local name=$1
+    shift
+    python3 - "$T_DIR/$name.log" "$@" <<'PY'
+import datetime, re, sys
+path, words = sys.argv[1], sys.argv[2:]
+try:
+    lines = open(path, encoding="utf-8", errors="replace").read().splitlines()
+except OSError:
+    lines = []
+for l in lines:
+    if not all((" " + w + " ") in (" " + l + " ") for w in words):
+        continue
+    m = re.search(r"(?:^| )ts=(\S+)", l)
+    if not m:
+        continue
+    ts = m.group(1).strip('"')
+    if ts.endswith("Z"):
+        ts = ts[:-1] + "+00:00"
+    try:
+        d = datetime.datetime.fromisoformat(ts)
+    except ValueError:
+        continue
+    if d.tzinfo is None:
+        d = d.astimezone()
+    print("%.6f" % d.timestamp())
+PY
+}
+
+# t_assert_log NAME OP COUNT WORD...: e.g. t_assert_log cp -eq 1
+#   event=release_sent direction=client reason=bye_2xx
+# Waits up to 5 s for the count to be reached (logs trail the metrics).
+t_assert_log() {
+    local name=$1 op=$2 want=$3 n i
+    shift 3
+    for ((i = 0; i < 100; i++)); do
+        n=$(t_count_log "$name" "$@")
+        t_cmp "$n" "$op" "$want" && break
+        sleep 0.05
+    done
+    t_cmp "$n" "$op" "$want" || t_fail "$name log: $n lines with '$*', expected $op $want"
+    t_log "ok: $name log has $n lines with '$*'"
+}
+
+# ---- imsplit-ctl -----------------------------------------------------------------
+
+t_ctl() { "$T_CTL_BIN" --ctl "$T_CTL_EP" --timeout 2000 "$@"; }
+
+# Number of data rows `imsplit-ctl sessions` prints (the header excluded).
+t_ctl_session_rows() {
+    local out
+    out=$(t_ctl sessions) || return 1
+    printf '%s\n' "$out" | awk 'NR > 1 && NF > 0' | wc -l
+}
+
+# ---- the final check -------------------------------------------------------------
+
+# Nothing is left: no legs, sockets or buffered bytes on any worker, no
+# session or unacknowledged release in the CP, and imsplit-ctl agrees.
+assert_no_leaks() {
+    local i ok=0 name
+    for ((i = 0; i < 100; i++)); do
+        ok=1
+        for name in "${T_UP_NAMES[@]}"; do
+            t_cmp "$(t_metric "$name" imsplit_up_legs_active)" -eq 0 || ok=0
+            t_cmp "$(t_metric "$name" imsplit_up_sockets_open)" -eq 0 || ok=0
+            t_cmp "$(t_metric "$name" imsplit_up_buffer_bytes)" -eq 0 || ok=0
+        done
+        t_cmp "$(t_metric cp imsplit_cp_sessions_active)" -eq 0 || ok=0
+        t_cmp "$(t_metric cp imsplit_cp_releases_pending)" -eq 0 || ok=0
+        ((ok)) && break
+        sleep 0.05
+    done
+    if ((!ok)); then
+        for name in cp "${T_UP_NAMES[@]}"; do
+            echo "--- $name metrics:" >&2
+            curl -s --max-time 2 "http://127.0.0.1:$(t_metrics_port "$name")/metrics" |
+                grep -E '^imsplit_(cp_sessions_active|cp_releases_pending|up_legs_active|up_sockets_open|up_buffer_bytes)' >&2 || true
+        done
+        t_fail "resources left after 5 s (see metrics above)"
+    fi
+    local rows
+    rows=$(t_ctl_session_rows) || t_fail "imsplit-ctl sessions failed"
+    if [[ $rows != 0 ]]; then
+        t_ctl sessions >&2 || true
+        t_fail "imsplit-ctl sessions lists $rows sessions, expected none"
+    fi
+    t_log "ok: no legs, sockets, buffers, sessions or pending releases left"
+}
+
+# Ends a passing test: leak check, then a graceful stop of the stack; a
+# daemon that does not exit 0 on TERM (crash, sanitizer report, hang)
+# fails the test.
+t_finish() {
+    assert_no_leaks
+    local name rc
+    t_stop cp TERM 8
+    for name in "${T_UP_NAMES[@]}"; do t_stop "$name" TERM 5; done
+    for name in cp "${T_UP_NAMES[@]}"; do
+        rc=${T_RC_OF[$name]:-unknown}
+        [[ $rc == 0 ]] || t_fail "$name exited $rc on SIGTERM (expected 0)"
+    done
+    T_DONE=1
+    t_log "PASS"
+}

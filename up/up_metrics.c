@@ -1,0 +1,72 @@
+#include "up_metrics.h"
+
+#include <stdlib.h>
+
+up_metrics_t *up_metrics_new(void)
+{
+    up_metrics_t *m = calloc(1, sizeof(*m));
+    if (!m)
+        return NULL;
+    m->reg = im_metrics_new();
+    if (!m->reg)
+        goto fail;
+    im_metrics_t *r = m->reg;
+    m->legs_active = im_metrics_add(r, "imsplit_up_legs_active",
+        "Legs currently held by the worker", IM_METRIC_GAUGE, NULL);
+    m->legs_allocated_total = im_metrics_add(r,
+        "imsplit_up_legs_allocated_total", "Legs created", IM_METRIC_COUNTER,
+        NULL);
+    m->legs_released_total[UP_DIR_CLIENT] = im_metrics_add(r,
+        "imsplit_up_legs_released_total", "Legs released, by direction",
+        IM_METRIC_COUNTER, "direction=\"client\"");
+    m->legs_released_total[UP_DIR_CONTROLLING] = im_metrics_add(r,
+        "imsplit_up_legs_released_total", "Legs released, by direction",
+        IM_METRIC_COUNTER, "direction=\"controlling\"");
+    m->sockets_open = im_metrics_add(r, "imsplit_up_sockets_open",
+        "MSRP connections owned by legs (not the listener)", IM_METRIC_GAUGE,
+        NULL);
+    m->buffer_bytes = im_metrics_add(r, "imsplit_up_buffer_bytes",
+        "Bytes allocated in leg buffers", IM_METRIC_GAUGE, NULL);
+    m->msrp_bytes_relayed_total = im_metrics_add(r,
+        "imsplit_up_msrp_bytes_relayed_total",
+        "MSRP bytes forwarded from one leg to the other", IM_METRIC_COUNTER,
+        NULL);
+    m->protocol_errors_total = im_metrics_add(r,
+        "imsplit_up_protocol_errors_total",
+        "Control-channel frames dropped as invalid", IM_METRIC_COUNTER, NULL);
+    m->leg_connect_failed_total = im_metrics_add(r,
+        "imsplit_up_leg_connect_failed_total",
+        "Outgoing MSRP connections that could not be made", IM_METRIC_COUNTER,
+        NULL);
+    m->msrp_rejected_total = im_metrics_add(r,
+        "imsplit_up_msrp_rejected_total",
+        "Incoming MSRP connections closed before naming a leg",
+        IM_METRIC_COUNTER, NULL);
+    if (!m->legs_active || !m->legs_allocated_total ||
+        !m->legs_released_total[UP_DIR_CLIENT] ||
+        !m->legs_released_total[UP_DIR_CONTROLLING] || !m->sockets_open ||
+        !m->buffer_bytes || !m->msrp_bytes_relayed_total ||
+        !m->protocol_errors_total || !m->leg_connect_failed_total ||
+        !m->msrp_rejected_total)
+        goto fail;
+    return m;
+fail:
+    up_metrics_destroy(&m);
+    return NULL;
+}
+
+void up_metrics_destroy(up_metrics_t **m_p)
+{
+    if (!m_p || !*m_p)
+        return;
+    im_metrics_destroy(&(*m_p)->reg);
+    free(*m_p);
+    *m_p = NULL;
+}
+
+void up_metrics_sync(up_metrics_t *m, const up_legs_t *legs)
+{
+    im_metric_set(m->legs_active, (int64_t)up_legs_count(legs));
+    im_metric_set(m->sockets_open, (int64_t)up_legs_sockets(legs));
+    im_metric_set(m->buffer_bytes, (int64_t)up_legs_buffer_bytes(legs));
+}

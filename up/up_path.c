@@ -1,0 +1,225 @@
+#include "up_path.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <zmq.h>
+
+#include "im_log.h"
+#include "im_zmq.h"
+#include "up_handler.h"
+#include "up_metrics.h"
+
+/* Messages handled per wake-up before MSRP connections get a turn. */
+#define UP_PATH_DRAIN_BUDGET 1000
+
+struct up_path {
+    up_context_t *ctx;
+    void *zctx;
+    void *dealer;
+    uv_poll_t poll;
+    uv_idle_t recheck;
+    bool poll_open;
+    bool idle_open;
+    bool closed;
+    bool draining; /* inside s_drain: sends need no extra check */
+    bool free_on_close;
+    unsigned closes_pending;
+    uint64_t seq;
+};
+
+static void s_drain(up_path_t *p);
+
+static void s_on_poll(uv_poll_t *h, int status, int events)
+{
+    (void)events;
+    up_path_t *p = h->data;
+    if (status < 0)
+        IM_LOG_WARN("event=ctl_poll_error err=\"%s\"", uv_strerror(status));
+    s_drain(p);
+}
+
+static void s_on_recheck(uv_idle_t *h)
+{
+    up_path_t *p = h->data;
+    uv_idle_stop(&p->recheck);
+    s_drain(p);
+}
+
+static void s_schedule_recheck(up_path_t *p)
+{
+    if (p->idle_open && !p->closed)
+        uv_idle_start(&p->recheck, s_on_recheck);
+}
+
+static void s_protocol_error(up_path_t *p, const char *kind)
+{
+    im_metric_inc(p->ctx->metrics->protocol_errors_total);
+    IM_LOG_WARN("event=protocol_error kind=%s", kind);
+}
+
+static void s_drain(up_path_t *p)
+{
+    if (p->draining || p->closed)
+        return;
+    p->draining = true;
+    for (unsigned n = 0; !p->closed; n++) {
+        if (!im_zmq_readable(p->dealer))
+            break;
+        if (n == UP_PATH_DRAIN_BUDGET) {
+            /* The fd will not signal again for what is already queued. */
+            s_schedule_recheck(p);
+            break;
+        }
+        zmq_msg_t msg;
+        zmq_msg_init(&msg);
+        if (zmq_msg_recv(&msg, p->dealer, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&msg);
+            break;
+        }
+        if (zmq_msg_more(&msg)) {
+            /* One frame per message: drop every part of this one. */
+            while (zmq_msg_more(&msg)) {
+                zmq_msg_close(&msg);
+                zmq_msg_init(&msg);
+                if (zmq_msg_recv(&msg, p->dealer, ZMQ_DONTWAIT) < 0)
+                    break;
+            }
+            zmq_msg_close(&msg);
+            s_protocol_error(p, "extra_frames");
+            continue;
+        }
+        up_handler_frame(p->ctx, zmq_msg_data(&msg), zmq_msg_size(&msg));
+        zmq_msg_close(&msg);
+    }
+    p->draining = false;
+}
+
+static void s_free(up_path_t *p)
+{
+    im_zmq_close(&p->dealer);
+    if (p->zctx)
+        zmq_ctx_term(p->zctx);
+    free(p);
+}
+
+static void s_on_closed(uv_handle_t *h)
+{
+    up_path_t *p = h->data;
+    if (--p->closes_pending == 0 && p->free_on_close)
+        s_free(p);
+}
+
+static void s_close_handles(up_path_t *p)
+{
+    p->closed = true;
+    if (p->poll_open) {
+        p->poll_open = false;
+        uv_poll_stop(&p->poll);
+        p->closes_pending++;
+        uv_close((uv_handle_t *)&p->poll, s_on_closed);
+    }
+    if (p->idle_open) {
+        p->idle_open = false;
+        uv_idle_stop(&p->recheck);
+        p->closes_pending++;
+        uv_close((uv_handle_t *)&p->recheck, s_on_closed);
+    }
+}
+
+up_path_t *up_path_new(up_context_t *ctx)
+{
+    up_path_t *p = calloc(1, sizeof(*p));
+    if (!p)
+        return NULL;
+    p->ctx = ctx;
+    p->zctx = zmq_ctx_new();
+    if (!p->zctx)
+        goto fail;
+    p->dealer = im_zmq_dealer_connect(p->zctx, ctx->cfg.cp, ctx->cfg.id);
+    if (!p->dealer)
+        goto fail;
+    int fd;
+    size_t fdlen = sizeof(fd);
+    if (zmq_getsockopt(p->dealer, ZMQ_FD, &fd, &fdlen) < 0) {
+        IM_LOG_ERROR("event=ctl_fd_failed err=\"%s\"", zmq_strerror(errno));
+        goto fail;
+    }
+    int rc = uv_poll_init(ctx->loop, &p->poll, fd);
+    if (rc < 0)
+        goto fail_uv;
+    p->poll.data = p;
+    p->poll_open = true;
+    rc = uv_idle_init(ctx->loop, &p->recheck);
+    if (rc < 0)
+        goto fail_uv;
+    p->recheck.data = p;
+    p->idle_open = true;
+    rc = uv_poll_start(&p->poll, UV_READABLE, s_on_poll);
+    if (rc < 0)
+        goto fail_uv;
+    /* Anything queued before the watch started raised no edge. */
+    s_schedule_recheck(p);
+    return p;
+fail_uv:
+    IM_LOG_ERROR("event=ctl_poll_failed err=\"%s\"", uv_strerror(rc));
+fail:
+    if (p->poll_open || p->idle_open) {
+        /* Initialised handles belong to the loop until their close runs:
+         * the object frees itself then. */
+        p->free_on_close = true;
+        s_close_handles(p);
+        return NULL;
+    }
+    s_free(p);
+    return NULL;
+}
+
+void up_path_close(up_path_t *p)
+{
+    if (p)
+        s_close_handles(p);
+}
+
+void up_path_destroy(up_path_t **p_p)
+{
+    if (!p_p || !*p_p)
+        return;
+    up_path_t *p = *p_p;
+    *p_p = NULL;
+    s_close_handles(p);
+    if (p->closes_pending > 0) {
+        /* Called before the loop ran the closes: free from the last one. */
+        p->free_on_close = true;
+        return;
+    }
+    s_free(p);
+}
+
+int up_path_send(up_path_t *p, im_env_t *env)
+{
+    if (!p || p->closed)
+        return -ESHUTDOWN;
+    env->major = IM_PROTO_MAJOR;
+    env->minor = IM_PROTO_MINOR;
+    env->sender_id = (char *)p->ctx->cfg.id;
+    env->sender_epoch = p->ctx->epoch;
+    env->seq = ++p->seq;
+    uint8_t *bytes = NULL;
+    size_t len = 0;
+    if (im_proto_pack(env, &bytes, &len) < 0)
+        return -ENOMEM;
+    int rc = 0;
+    if (zmq_send(p->dealer, bytes, len, ZMQ_DONTWAIT) < 0)
+        rc = -errno;
+    free(bytes);
+    if (rc < 0)
+        IM_LOG_WARN("event=ctl_send_failed body=%s err=\"%s\"",
+                    im_proto_body_name((int)env->body_case),
+                    zmq_strerror(-rc));
+    if (!p->draining)
+        s_schedule_recheck(p);
+    return rc;
+}
