@@ -211,9 +211,12 @@ static int s_send_bytes(cp_path_t *p, const void *peer, size_t peer_len,
     if (zmq_send(p->router, peer, peer_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
         zmq_send(p->router, bytes, len, ZMQ_DONTWAIT) < 0)
         rc = -errno;
-    /* A send can consume the edge that announced pending input; when this
-     * runs inside s_drain its loop re-checks ZMQ_EVENTS anyway. */
-    s_drain(p);
+    /* A send can consume the edge that announced pending input, so input
+     * must be looked at again. Not here: draining now could complete (and
+     * free) the very command a caller is sending. The next loop turn does
+     * it; inside s_drain its own loop re-checks ZMQ_EVENTS anyway. */
+    if (!p->draining && !im_timer_armed(&p->recheck))
+        cp_timer_arm_in(p->ctx->timers, &p->recheck, 0);
     return rc;
 }
 

@@ -220,12 +220,15 @@ static void s_on_connect(up_context_t *ctx, const im_env_t *env)
     }
     if (status != IMSPLIT__V1__STATUS__STATUS_OK) {
         char q[160];
-        IM_LOG_WARN("event=leg_connect_refused sid=%016" PRIx64 " dir=%s "
-                    "node=%s why=%s peer_path=%s",
-                    c->session_id, im_proto_direction_name(c->direction),
-                    ctx->cfg.id, why,
-                    im_log_quote(q, sizeof(q), c->peer_path ? c->peer_path
-                                                            : ""));
+        /* An unknown leg is usually a late command for a released one. */
+        IM_LOG(status == IMSPLIT__V1__STATUS__STATUS_NOT_FOUND
+                   ? IM_LOG_LEVEL_INFO
+                   : IM_LOG_LEVEL_WARN,
+               "event=leg_connect_refused sid=%016" PRIx64 " dir=%s "
+               "node=%s why=%s peer_path=%s",
+               c->session_id, im_proto_direction_name(c->direction),
+               ctx->cfg.id, why,
+               im_log_quote(q, sizeof(q), c->peer_path ? c->peer_path : ""));
         (void)up_build_connect_result(ctx, env->seq, status, c->session_id,
                                       c->direction);
         return;
