@@ -250,7 +250,22 @@ static int s_send_invite(cp_context_t *ctx, cp_session_t *s, uint32_t se)
         SIPTAG_ALLOW_STR(CP_ALLOW), SIPTAG_SESSION_EXPIRES_STR(se_str),
         SIPTAG_MIN_SE_STR(min_se),
         SIPTAG_CONTENT_TYPE_STR("application/sdp"),
-        SIPTAG_PAYLOAD_STR(ctrl->sdp_out), TAG_END());
+        SIPTAG_PAYLOAD_STR(ctrl->sdp_out),
+        /* What a B2BUA passes on: caller preferences (OMA IM's feature
+         * tag), subject and priority, and every header this stack does not
+         * interpret (P-Asserted-Identity, P-Preferred-Identity, operator
+         * headers). Each tag copies the whole chain of that header. */
+        TAG_IF(req->sip_accept_contact,
+               SIPTAG_HEADER((sip_header_t const *)req->sip_accept_contact)),
+        TAG_IF(req->sip_reject_contact,
+               SIPTAG_HEADER((sip_header_t const *)req->sip_reject_contact)),
+        TAG_IF(req->sip_subject,
+               SIPTAG_HEADER((sip_header_t const *)req->sip_subject)),
+        TAG_IF(req->sip_priority,
+               SIPTAG_HEADER((sip_header_t const *)req->sip_priority)),
+        TAG_IF(req->sip_unknown,
+               SIPTAG_HEADER((sip_header_t const *)req->sip_unknown)),
+        TAG_END());
     if (!ctrl->orq) {
         rc = -EIO;
         goto out;
