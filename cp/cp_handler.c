@@ -204,14 +204,35 @@ static void s_on_connect_result(cp_context_t *ctx, cp_worker_t *w,
                     im_proto_status_name(r->status));
 }
 
+static const char *s_leg_event_name(int kind)
+{
+    switch (kind) {
+    case IMSPLIT__V1__LEG_EVENT_KIND__LEG_EVENT_PEER_CLOSED: return "peer_closed";
+    case IMSPLIT__V1__LEG_EVENT_KIND__LEG_EVENT_IDLE: return "idle";
+    case IMSPLIT__V1__LEG_EVENT_KIND__LEG_EVENT_CONNECT_FAILED:
+        return "connect_failed";
+    default: return "unknown";
+    }
+}
+
 static void s_on_leg_event(cp_context_t *ctx, cp_worker_t *w,
                            const void *peer, size_t peer_len,
                            const im_env_t *env)
 {
     const Imsplit__V1__LegEvent *e = env->leg_event;
-    IM_LOG_INFO("event=leg_event sid=%016" PRIx64 " dir=%s worker=%s kind=%d",
+    const Imsplit__V1__LegCounters *c = e->counters;
+    IM_LOG_INFO("event=leg_event sid=%016" PRIx64 " dir=%s worker=%s kind=%s "
+                "bytes_in=%" PRIu64 " bytes_out=%" PRIu64,
                 e->session_id, im_proto_direction_name(e->direction), w->id,
-                e->kind);
+                s_leg_event_name(e->kind), c ? c->bytes_in : 0,
+                c ? c->bytes_out : 0);
+    /* The media of that leg is gone (peer closed, idle past the limit, or
+     * unreachable): the IM session cannot go on. It ends like any other,
+     * BYE on both legs, each direction released on its BYE's answer. The
+     * ack goes first so a duplicate event is answered even if the session
+     * is already gone. */
+    int dir = cp_build_dir_from_proto(e->direction);
+    cp_session_t *s = cp_session_find(ctx->sessions, e->session_id);
     Imsplit__V1__Envelope out = IMSPLIT__V1__ENVELOPE__INIT;
     Imsplit__V1__LegEventAck ack = IMSPLIT__V1__LEG_EVENT_ACK__INIT;
     ack.session_id = e->session_id;
@@ -219,6 +240,8 @@ static void s_on_leg_event(cp_context_t *ctx, cp_worker_t *w,
     out.body_case = IMSPLIT__V1__ENVELOPE__BODY_LEG_EVENT_ACK;
     out.leg_event_ack = &ack;
     s_reply(ctx, peer, peer_len, env->seq, &out);
+    if (s && dir >= 0 && strcmp(s->worker, w->id) == 0)
+        cp_sip_dispatch(ctx, s, CP_EV_LEG_EVENT, (cp_dir_t)dir, 0);
 }
 
 typedef struct {

@@ -19,7 +19,7 @@ static const char *const s_event_names[CP_EV_NEVENTS] = {
     "allocated",   "alloc_failed",  "answered",       "rejected",
     "client_ack",  "client_no_ack", "client_cancel",  "bye_received",
     "timer_expired", "refresh_failed", "bye_done",    "released",
-    "worker_lost", "shutdown",      "failed",
+    "worker_lost", "shutdown",      "failed",         "leg_event",
 };
 
 const char *cp_sess_state_name(cp_sess_state_t st)
@@ -325,6 +325,9 @@ static void s_on_up(cp_session_t *s, cp_sess_event_t ev, cp_dir_t dir,
     case CP_EV_FAILED:
         s_terminate(s, CP_CAUSE_ADMIN, ops, ctx);
         break;
+    case CP_EV_LEG_EVENT:
+        s_terminate(s, CP_CAUSE_LEG_EVENT, ops, ctx);
+        break;
     default:
         s_unexpected_event(s, ev, dir, status);
     }
@@ -385,6 +388,7 @@ static void s_on_terminating(cp_session_t *s, cp_sess_event_t ev,
     case CP_EV_REFRESH_FAILED:
     case CP_EV_SHUTDOWN:
     case CP_EV_FAILED:
+    case CP_EV_LEG_EVENT:
         /* Already ending. */
         break;
     default:

@@ -59,6 +59,7 @@ typedef enum {
     CP_EV_WORKER_LOST,   /* the session's worker died or restarted */
     CP_EV_SHUTDOWN,      /* the CP is stopping */
     CP_EV_FAILED,        /* local failure (e.g. cannot build/send); status */
+    CP_EV_LEG_EVENT,     /* dir: the worker saw that leg's peer close or idle */
     CP_EV_NEVENTS
 } cp_sess_event_t;
 

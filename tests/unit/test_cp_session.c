@@ -386,6 +386,26 @@ static void test_no_ack_ends_session(void **st)
                      CP_SESS_CLOSED);
 }
 
+static void test_leg_event_ends_session_with_byes(void **st)
+{
+    (void)st;
+    cp_session_t *s = established();
+    assert_int_equal(ev(s, CP_EV_LEG_EVENT, CP_DIR_CONTROLLING, 0),
+                     CP_SESS_TERMINATING);
+    assert_int_equal(s->cause, CP_CAUSE_LEG_EVENT);
+    assert_int_equal(s_f.byes[0], 1);
+    assert_int_equal(s_f.byes[1], 1);
+    assert_false(s_f.bye_reason[0]);
+    /* A second event while ending changes nothing. */
+    ev(s, CP_EV_LEG_EVENT, CP_DIR_CLIENT, 0);
+    assert_int_equal(s_f.byes[0], 1);
+    ev(s, CP_EV_BYE_DONE, CP_DIR_CLIENT, 200);
+    ev(s, CP_EV_BYE_DONE, CP_DIR_CONTROLLING, 200);
+    ev(s, CP_EV_RELEASED, CP_DIR_CLIENT, 0);
+    assert_int_equal(ev(s, CP_EV_RELEASED, CP_DIR_CONTROLLING, 0),
+                     CP_SESS_CLOSED);
+}
+
 static void test_table_lookup_and_growth(void **st)
 {
     (void)st;
@@ -442,6 +462,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_no_ack_ends_session, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_leg_event_ends_session_with_byes,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_table_lookup_and_growth, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_bye_reason_mapping, setup,
