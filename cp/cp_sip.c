@@ -79,6 +79,15 @@ static int s_reply_final(nta_incoming_t *irq, int status, char const *phrase,
     return 0;
 }
 
+/* RFC 4028 422 with the Min-SE the request must at least ask for. */
+static int s_reply_422(nta_incoming_t *irq, uint32_t min_se)
+{
+    char v[24];
+    snprintf(v, sizeof(v), "%u", min_se);
+    return s_reply_final(irq, 422, "Session Interval Too Small",
+                         SIPTAG_MIN_SE_STR(v), TAG_END());
+}
+
 static bool s_via_is_tcp(sip_t const *sip)
 {
     return sip->sip_via && sip->sip_via->v_protocol &&
@@ -473,12 +482,9 @@ static int s_on_refresh_request(cp_context_t *ctx, cp_session_t *s,
     cp_st_from_sip(sip, &m);
     cp_st_uas_answer(&ctx->st, &m, &a);
     if (a.status == 422) {
-        char min_se[24];
-        snprintf(min_se, sizeof(min_se), "%u", a.min_se);
         IM_LOG_INFO("event=refresh_rejected sid=%016" PRIx64 " dir=%s "
                     "status=422 min_se=%u", s->id, cp_dir_name(dir), a.min_se);
-        return s_reply_final(irq, 422, "Session Interval Too Small",
-                             SIPTAG_MIN_SE_STR(min_se), TAG_END());
+        return s_reply_422(irq, a.min_se);
     }
     leg->se = a.se;
     leg->st_role = a.role;
@@ -610,13 +616,10 @@ static int s_on_invite(cp_context_t *ctx, nta_incoming_t *irq,
     cp_st_from_sip(sip, &m);
     cp_st_uas_answer(&ctx->st, &m, &a);
     if (a.status == 422) {
-        char min_se[24];
-        snprintf(min_se, sizeof(min_se), "%u", a.min_se);
         im_metric_inc(ctx->metrics->invites_rejected_total);
         IM_LOG_INFO("event=invite_rejected status=422 min_se=%u se=%u",
                     a.min_se, m.se);
-        return s_reply_final(irq, 422, "Session Interval Too Small",
-                             SIPTAG_MIN_SE_STR(min_se), TAG_END());
+        return s_reply_422(irq, a.min_se);
     }
     if (cp_sessions_count(ctx->sessions) >= ctx->cfg.max_sessions) {
         im_metric_inc(ctx->metrics->invites_rejected_total);
