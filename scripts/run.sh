@@ -14,7 +14,13 @@ root=$(pwd)
 
 bash scripts/deps.sh
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DIMSPLIT_TESTS=ON >/dev/null
-cmake --build build -j "$(nproc)"
+# Only what runs here; the test binaries are test.sh's business.
+cmake --build build -j "$(nproc)" --target imsplit-cp imsplit-up imsplit-ctl
+
+# Job control puts each daemon in its own process group, so Ctrl-C in the
+# terminal reaches only this script, which then stops the daemons in order
+# (a CP hit by SIGINT and then by our SIGTERM would skip its graceful stop).
+set -m
 
 run_dir=$root/build/run
 mkdir -p "$run_dir"

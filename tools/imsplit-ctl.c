@@ -105,22 +105,18 @@ static void ctl_table_print(const ctl_table_t *t, FILE *out)
 static const char *ctl_worker_state(int state)
 {
     switch (state) {
-    case IMSPLIT__V1__WORKER_STATE__WORKER_LIVE:
-        return "live";
-    case IMSPLIT__V1__WORKER_STATE__WORKER_DRAINING:
-        return "draining";
-    case IMSPLIT__V1__WORKER_STATE__WORKER_DEAD:
-        return "dead";
-    default:
-        return "unknown";
+    case IMSPLIT__V1__WORKER_STATE__WORKER_LIVE: return "live";
+    case IMSPLIT__V1__WORKER_STATE__WORKER_DRAINING: return "draining";
+    case IMSPLIT__V1__WORKER_STATE__WORKER_DEAD: return "dead";
+    default: return "unknown";
     }
 }
 
 static int ctl_print_workers(const Imsplit__V1__QueryResult *res, FILE *out)
 {
     static const char *const hdr[] = {
-        "ID",      "STATE",    "EPOCH",    "MSRP",     "LEGS",
-        "SOCKETS", "BUFFER",   "SESSIONS", "CAPACITY", "LAST_SEEN_MS"};
+        "ID",      "STATE",  "EPOCH",    "MSRP",     "LEGS",
+        "SOCKETS", "BUFFER", "SESSIONS", "CAPACITY", "LAST_SEEN_MS"};
     ctl_table_t t = {.ncols = 10};
     int rc = ctl_table_row(&t, hdr);
     for (size_t i = 0; rc == 0 && i < res->n_workers; i++) {
@@ -136,9 +132,11 @@ static int ctl_print_workers(const Imsplit__V1__QueryResult *res, FILE *out)
         snprintf(sess, sizeof(sess), "%" PRIu32, w->sessions);
         snprintf(cap, sizeof(cap), "%" PRIu32, w->capacity);
         snprintf(seen, sizeof(seen), "%" PRIu32, w->last_seen_ms);
-        const char *row[] = {w->node_id, ctl_worker_state(w->state), epoch,
-                             w->msrp_address, legs, socks, buf, sess, cap,
-                             seen};
+        const char *row[] = {w->node_id, ctl_worker_state(w->state),
+                             epoch,      w->msrp_address,
+                             legs,       socks,
+                             buf,        sess,
+                             cap,        seen};
         rc = ctl_table_row(&t, row);
     }
     if (rc == 0)
@@ -164,9 +162,9 @@ static int ctl_print_sessions(const Imsplit__V1__QueryResult *res, FILE *out)
         snprintf(sid, sizeof(sid), "%016" PRIx64, s->session_id);
         snprintf(cse, sizeof(cse), "%" PRIu32, s->client_se);
         snprintf(kse, sizeof(kse), "%" PRIu32, s->controlling_se);
-        const char *row[] = {sid,          s->call_id,        s->state,
-                             s->worker_id, s->client_leg,     s->controlling_leg,
-                             cse,          kse};
+        const char *row[] = {
+            sid,           s->call_id,         s->state, s->worker_id,
+            s->client_leg, s->controlling_leg, cse,      kse};
         rc = ctl_table_row(&t, row);
     }
     if (rc == 0)
@@ -219,9 +217,8 @@ static int ctl_await(void *sock, uint32_t timeout_ms, im_env_t **out)
         bool more = zmq_msg_more(&msg);
         im_env_t *env = NULL;
         char why[128] = "";
-        im_proto_err_t perr = im_proto_unpack(zmq_msg_data(&msg),
-                                              zmq_msg_size(&msg), &env, why,
-                                              sizeof(why));
+        im_proto_err_t perr = im_proto_unpack(
+            zmq_msg_data(&msg), zmq_msg_size(&msg), &env, why, sizeof(why));
         zmq_msg_close(&msg);
         /* One frame per message is the protocol; drain any extra parts so
          * the next receive starts on a message boundary. */
@@ -241,18 +238,40 @@ static int ctl_await(void *sock, uint32_t timeout_ms, im_env_t **out)
             im_proto_free(env);
             continue;
         }
-        bool ours = env->reply_to == CTL_QUERY_SEQ &&
-                    ((env->body_case ==
-                          IMSPLIT__V1__ENVELOPE__BODY_QUERY_RESULT &&
-                      env->query_result) ||
-                     (env->body_case == IMSPLIT__V1__ENVELOPE__BODY_ERROR &&
-                      env->error));
+        bool ours =
+            env->reply_to == CTL_QUERY_SEQ &&
+            ((env->body_case == IMSPLIT__V1__ENVELOPE__BODY_QUERY_RESULT &&
+              env->query_result) ||
+             (env->body_case == IMSPLIT__V1__ENVELOPE__BODY_ERROR &&
+              env->error));
         if (!ours) {
             im_proto_free(env);
             continue;
         }
         *out = env;
         return 0;
+    }
+}
+
+/* Sends one frame, waiting up to timeout_ms for the socket to take it. A
+ * DEALER normally queues at once (the pipe exists from zmq_connect on), but
+ * with no pipe yet or a full queue a plain send would block without bound.
+ * Returns 0, -ETIMEDOUT or -errno. */
+static int ctl_send(void *sock, const uint8_t *frame, size_t len,
+                    uint32_t timeout_ms)
+{
+    uint64_t deadline = im_clock_ms() + timeout_ms;
+    for (;;) {
+        if (zmq_send(sock, frame, len, ZMQ_DONTWAIT) >= 0)
+            return 0;
+        if (errno != EAGAIN && errno != EINTR)
+            return -errno;
+        uint64_t now = im_clock_ms();
+        if (now >= deadline)
+            return -ETIMEDOUT;
+        zmq_pollitem_t item = {.socket = sock, .events = ZMQ_POLLOUT};
+        if (zmq_poll(&item, 1, (long)(deadline - now)) < 0 && errno != EINTR)
+            return -errno;
     }
 }
 
@@ -288,19 +307,28 @@ static int ctl_query(const ctl_opts_t *o, int kind)
         fprintf(stderr, "imsplit-ctl: cannot encode the query\n");
         goto out;
     }
-    /* A DEALER queues the message until the connection is up, so sending
-     * right after connect is fine; DONTWAIT keeps a full queue from
-     * blocking past the deadline. */
-    if (zmq_send(sock, frame, frame_len, ZMQ_DONTWAIT) < 0) {
-        fprintf(stderr, "imsplit-ctl: send to %s: %s\n", o->ctl,
-                zmq_strerror(errno));
+    uint64_t start = im_clock_ms();
+    int src = ctl_send(sock, frame, frame_len, o->timeout_ms);
+    if (src == -ETIMEDOUT) {
+        fprintf(stderr,
+                "imsplit-ctl: could not send to %s within %" PRIu32 " ms\n",
+                o->ctl, o->timeout_ms);
         goto out;
     }
+    if (src < 0) {
+        fprintf(stderr, "imsplit-ctl: send to %s: %s\n", o->ctl,
+                zmq_strerror(-src));
+        goto out;
+    }
+    uint64_t spent = im_clock_ms() - start;
+    uint32_t left =
+        spent >= o->timeout_ms ? 1 : o->timeout_ms - (uint32_t)spent;
 
-    int arc = ctl_await(sock, o->timeout_ms, &reply);
+    int arc = ctl_await(sock, left, &reply);
     if (arc == -ETIMEDOUT) {
-        fprintf(stderr, "imsplit-ctl: no answer from %s within %" PRIu32
-                        " ms\n", o->ctl, o->timeout_ms);
+        fprintf(stderr,
+                "imsplit-ctl: no answer from %s within %" PRIu32 " ms\n",
+                o->ctl, o->timeout_ms);
         goto out;
     }
     if (arc < 0) {
@@ -326,7 +354,8 @@ static int ctl_query(const ctl_opts_t *o, int kind)
         goto out;
     }
     if (reply->body_case == IMSPLIT__V1__ENVELOPE__BODY_ERROR) {
-        fprintf(stderr, "imsplit-ctl: CP answered with an error (code %d): %s\n",
+        fprintf(stderr,
+                "imsplit-ctl: CP answered with an error (code %d): %s\n",
                 (int)reply->error->code,
                 reply->error->message ? reply->error->message : "");
         goto out;
@@ -357,10 +386,11 @@ static void ctl_usage(FILE *f, const char *prog, const im_opt_t *opts,
                       size_t nopts)
 {
     im_config_usage(f, prog, opts, nopts);
-    fprintf(f, "\ncommands:\n"
-               "  workers    the CP's workers: state, epoch, MSRP address, load\n"
-               "  sessions   the CP's sessions (at most the first 1000)\n"
-               "\nexit: 0 answered, 2 no answer in time or an error, 64 usage\n");
+    fprintf(f,
+            "\ncommands:\n"
+            "  workers    the CP's workers: state, epoch, MSRP address, load\n"
+            "  sessions   the CP's sessions (at most the first 1000)\n"
+            "\nexit: 0 answered, 2 no answer in time or an error, 64 usage\n");
 }
 
 int main(int argc, char **argv)
@@ -382,8 +412,8 @@ int main(int argc, char **argv)
     const char *prog = argc > 0 && argv[0] ? argv[0] : "imsplit-ctl";
 
     im_log_init("ctl", IM_LOG_LEVEL_WARN);
-    if (im_config_parse(opts, nopts, argc, argv, pos, &npos, err,
-                        sizeof(err)) < 0) {
+    if (im_config_parse(opts, nopts, argc, argv, pos, &npos, err, sizeof(err)) <
+        0) {
         fprintf(stderr, "imsplit-ctl: %s\n", err);
         ctl_usage(stderr, prog, opts, nopts);
         return CTL_EXIT_USAGE;

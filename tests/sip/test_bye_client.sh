@@ -24,8 +24,13 @@ rows=$(printf '%s\n' "$sessions" | awk 'NR > 1 && NF > 0' | wc -l)
 client_se_col=$(printf '%s\n' "$sessions" | awk 'NR == 2 { print $(NF - 1) }')
 [[ $client_se_col == "$SE" ]] || t_fail "CLIENT-SE column is '$client_se_col', expected $SE"
 json=$(t_ctl --json sessions) || t_fail "imsplit-ctl --json sessions failed"
-python3 -c 'import json, sys; d = json.loads(sys.argv[1]); assert isinstance(d, dict)' "$json" ||
-    t_fail "imsplit-ctl --json output is not a JSON object: $json"
+python3 - "$json" "$SE" <<'PY' || t_fail "imsplit-ctl --json sessions: unexpected answer: $json"
+import json, sys
+d = json.loads(sys.argv[1])
+s = d["query_result"]["sessions"]
+assert d["reply_to"] == 1 and len(s) == 1, s
+assert int(s[0]["client_se"]) == int(sys.argv[2]), s[0]
+PY
 workers=$(t_ctl workers) || t_fail "imsplit-ctl workers failed"
 printf '%s\n' "$workers"
 
