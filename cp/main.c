@@ -24,6 +24,7 @@
 #define CP_SHUTDOWN_GRACE_MS 5000
 
 static int s_sigpipe[2] = {-1, -1};
+static int s_sigwait_index = -1;
 static cp_context_t s_ctx;
 static im_timer_t s_stop_timer;
 static uint64_t s_stop_deadline;
@@ -87,9 +88,9 @@ static int s_setup_signals(su_root_t *root, cp_context_t *ctx)
     su_wait_t w;
     if (su_wait_create(&w, s_sigpipe[0], SU_WAIT_IN) < 0)
         return -errno;
-    if (su_root_register(root, &w, s_on_sigpipe, (su_wakeup_arg_t *)ctx, 0) < 0)
-        return -EIO;
-    return 0;
+    s_sigwait_index = su_root_register(root, &w, s_on_sigpipe,
+                                       (su_wakeup_arg_t *)ctx, 0);
+    return s_sigwait_index < 0 ? -EIO : 0;
 }
 
 int main(int argc, char **argv)
@@ -184,8 +185,11 @@ out:
     cp_metrics_destroy(&ctx->metrics);
     cp_timer_driver_destroy(&ctx->timers);
     im_wheel_destroy(&ctx->wheel);
-    if (ctx->root)
+    if (ctx->root) {
+        if (s_sigwait_index >= 0)
+            su_root_deregister(ctx->root, s_sigwait_index);
         su_root_destroy(ctx->root);
+    }
     su_deinit();
     cp_config_release(&ctx->cfg);
     if (s_sigpipe[0] >= 0) {

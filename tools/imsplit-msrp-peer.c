@@ -780,9 +780,8 @@ static int s_on_head(peer_t *pe)
         /* Listen mode: the connector named itself in its first SEND. */
         snprintf(pe->remote_path, sizeof(pe->remote_path), "%s", p->from_path);
         s_dbg(pe, "remote path learnt: %s", pe->remote_path);
-    } else {
-        s_check_paths_request(pe);
     }
+    s_check_paths_request(pe);
     if (pe->o->listen && !pe->bound) {
         pe->bound = true;
         s_dbg(pe, "bound by the first request");

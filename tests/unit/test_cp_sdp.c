@@ -63,7 +63,10 @@ static void assert_refused(const char *body, const char *why)
     assert_refused_len(body, strlen(body));
 }
 
-static char *rewrite_ok(const char *body, const cp_sdp_rewrite_t *rw)
+/* Not inlined: GCC 12 then mistakes the returned buffer for a dangling
+ * pointer to the local that held it. */
+__attribute__((noinline)) static char *
+rewrite_ok(const char *body, const cp_sdp_rewrite_t *rw)
 {
     char *out = NULL;
     char err[160] = "";
