@@ -45,6 +45,15 @@ ctrl_from=$(t_event_field uas invite from)
 [[ $ctrl_from == *"sip:alice@127.0.0.1"* ]] || t_fail "controlling From '$ctrl_from' lost the client's URI"
 [[ $ctrl_from == *";tag="* && $ctrl_from != *"tag=$(t_event_field uac answered from_tag)"* ]] ||
     t_fail "controlling From '$ctrl_from' must carry a new tag"
+# Headers a B2BUA passes on: caller preferences, asserted identity, and
+# headers it does not interpret.
+[[ $(t_event_field uas invite pai) == *"<sip:alice@example.net>"* ]] ||
+    t_fail "P-Asserted-Identity not passed on: '$(t_event_field uas invite pai)'"
+[[ $(t_event_field uas invite accept_contact) == *"+g.oma.sip-im"* ]] ||
+    t_fail "Accept-Contact not passed on: '$(t_event_field uas invite accept_contact)'"
+[[ $(t_event_field uas invite xtag) == *"imsplit-passthrough"* ]] ||
+    t_fail "X-Operator-Tag not passed on: '$(t_event_field uas invite xtag)'"
+t_log "ok: P-Asserted-Identity, Accept-Contact and an unknown header passed on"
 [[ $(t_event_field uas invite to) == *"@127.0.0.1:$T_SIP_PORT>"* ]] ||
     t_fail "controlling To '$(t_event_field uas invite to)' is not the client's To URI"
 [[ $(t_event_field uas invite ruri) == "sip:"*"@127.0.0.1:$T_SIP_PORT" ]] ||
