@@ -9,19 +9,24 @@
  *   --remote-path PATH         To-Path of what we send. Connect mode: the
  *                              connect URI by default. Listen mode: learnt
  *                              from the From-Path of the first request.
- *   --send N --size B [--chunk C] [--abort-after K]
+ *   --send N --size B [--chunk C] [--abort-after K] [--interval-us U]
+ *          [--rate BYTES_PER_S]
  *                              one group of N messages of B bytes in chunks of
  *                              C bytes (default min(B, 1 MiB)); message K (1-based,
  *                              in this group) is aborted: its first chunk is
  *                              sent, then part of the next one ends with '#'
  *                              (a one-chunk message: half of it, with '#').
- *                              Repeat --send to queue further groups.
+ *                              --interval-us: message i of the group starts no
+ *                              earlier than i * U after its first one (pacing,
+ *                              for latency runs); --rate: the group's chunks
+ *                              start no faster than that many body bytes a
+ *                              second. Repeat --send to queue further groups.
  *   --expect N --expect-size B expect N complete messages of B bytes; repeat
  *                              for groups mirroring the sender's --send ones.
  *   --expect-aborted K         also expect K aborted messages
  *   --window W                 SENDs awaiting their 200 at most (default 32)
- *   --interval-us U            message m starts no earlier than m * U after
- *                              the first one (pacing, for latency runs)
+ *   --send-after-recv          send nothing before a message chunk from the
+ *                              far side arrived (so a relay has both legs)
  *   --stamps FILE              "S m ns" when message m starts to leave, "R m ns"
  *                              when it has arrived whole (CLOCK_MONOTONIC,
  *                              which Linux shares between processes)
@@ -45,12 +50,16 @@
  * Output, one line on stdout at the end:
  *   sent= received= aborted= aborted_sent= bad= empty_in= bytes_in= bytes_out=
  *   payload_in= payload_out= resp_ok= resp_err= path_err= proto_err=
- *   closed_by_peer=0|1 close_ms= done_ms= elapsed_ms= mbps= data_start_ns=
- *   data_end_ns= timed_out=0|1
+ *   closed_by_peer=0|1 close_ms= done_ms= close_real_ms= done_real_ms=
+ *   elapsed_ms= mbps= data_start_ns= data_end_ns= timed_out=0|1
  * bytes_* count every byte on the socket, payload_* message bodies only.
  * elapsed_ms runs from the connection to the end of the work (or of the run
  * when the work never ended); mbps = (payload_in + payload_out) * 8 / 10^6 per
- * second of it. close_ms and done_ms are ms since the connection (-1: never).
+ * second of it. close_ms and done_ms are ms since the connection (-1: never);
+ * close_real_ms and done_real_ms the same instants as Unix time in ms (0:
+ * never), to compare with other processes' logs. data_start_ns is when the
+ * first data SEND started to leave, data_end_ns when the last expected
+ * message arrived (or, sending only, the last 200 came), CLOCK_MONOTONIC.
  *
  * Exit: 0 the work is done with no error (and, with --wait-close, the far
  * side closed); 1 otherwise; 64 usage. */
@@ -105,6 +114,8 @@ typedef struct {
     uint64_t size;
     uint64_t chunk;
     uint64_t abort_after; /* 1-based; 0: none */
+    uint64_t interval_us;
+    uint64_t rate; /* body bytes per second; 0: unpaced */
 } peer_group_t;
 
 typedef struct {
@@ -118,7 +129,7 @@ typedef struct {
     size_t nexpect;
     long long expect_aborted; /* -1: not checked */
     unsigned window;
-    uint64_t interval_us;
+    bool send_after_recv;
     const char *stamps;
     bool no_path_check;
     bool wait_close;
@@ -183,6 +194,8 @@ typedef struct {
     uint64_t t_start_ns; /* process start, for the timeout */
     uint64_t done_ns;
     uint64_t close_ns;
+    uint64_t done_real_ms;
+    uint64_t close_real_ms;
     char local_path[PEER_PATH_MAX + 1];
     char remote_path[PEER_PATH_MAX + 1];
     im_msrp_uri_t local_uri;
@@ -230,11 +243,11 @@ typedef struct {
     uint64_t gi;
     uint64_t m;
     uint64_t msg_off;
-    uint64_t send_total; /* messages in every group */
     peer_txn_t *txns;
     unsigned ntxn;
     unsigned txn_cap;
-    uint64_t t_first_msg_ns;
+    uint64_t group_start_ns; /* first chunk of the current group */
+    uint64_t group_payload;  /* body bytes of the group started so far */
 
     /* expectations */
     uint64_t expect_total;
@@ -265,6 +278,13 @@ static uint64_t s_now_ns(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t s_real_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
 static void s_err(peer_t *pe, const char *fmt, ...)
@@ -518,15 +538,35 @@ static bool s_sending_done(const peer_t *pe)
     return pe->sg >= pe->o->nsend;
 }
 
+static bool s_may_send(const peer_t *pe)
+{
+    return pe->bound && !s_sending_done(pe) &&
+           (!pe->o->send_after_recv || pe->payload_in > 0);
+}
+
+/* When pacing lets the next chunk start (0: now). */
+static uint64_t s_paced_at(const peer_t *pe)
+{
+    const peer_group_t *g = &pe->o->send[pe->sg];
+    if (!pe->group_start_ns)
+        return 0;
+    uint64_t at = 0;
+    if (g->interval_us && pe->msg_off == 0)
+        at = pe->group_start_ns + pe->gi * g->interval_us * 1000u;
+    if (g->rate) {
+        uint64_t r = pe->group_start_ns +
+                     (uint64_t)((double)pe->group_payload * 1e9 / (double)g->rate);
+        at = r > at ? r : at;
+    }
+    return at;
+}
+
 static bool s_can_start_frame(const peer_t *pe)
 {
-    if (pe->frame_active || !pe->bound || s_sending_done(pe) ||
-        pe->ntxn >= pe->o->window)
+    if (pe->frame_active || pe->ntxn >= pe->o->window || !s_may_send(pe))
         return false;
-    if (pe->o->interval_us && pe->msg_off == 0 && pe->t_first_msg_ns &&
-        s_now_ns() < pe->t_first_msg_ns + pe->m * pe->o->interval_us * 1000u)
-        return false;
-    return true;
+    uint64_t at = s_paced_at(pe);
+    return at == 0 || s_now_ns() >= at;
 }
 
 /* Next chunk of the current message into the frame slot. */
@@ -551,9 +591,12 @@ static void s_start_frame(peer_t *pe)
     char tid[PEER_TID_MAX + 1];
     s_new_tid(pe, tid);
     uint64_t now = s_now_ns();
+    if (pe->gi == 0 && pe->msg_off == 0) {
+        pe->group_start_ns = now;
+        pe->group_payload = 0;
+    }
+    pe->group_payload += len;
     if (pe->msg_off == 0) {
-        if (!pe->t_first_msg_ns)
-            pe->t_first_msg_ns = now;
         if (pe->stamps)
             fprintf(pe->stamps, "S %" PRIu64 " %" PRIu64 "\n", pe->m, now);
     }
@@ -587,6 +630,7 @@ static void s_start_frame(peer_t *pe)
     if (++pe->gi == g->count) {
         pe->gi = 0;
         pe->sg++;
+        pe->group_start_ns = 0;
     }
 }
 
@@ -596,6 +640,7 @@ static void s_closed(peer_t *pe, bool reset)
         return;
     pe->closed = true;
     pe->close_ns = s_now_ns();
+    pe->close_real_ms = s_real_ms();
     pe->close_reset = reset;
     s_dbg(pe, "peer closed the connection (%s)", reset ? "reset" : "eof");
 }
@@ -1393,9 +1438,10 @@ static void s_usage(FILE *f)
 {
     fputs("usage: imsplit-msrp-peer (--listen HOST:PORT | --connect MSRP-URI)\n"
           "         [--local-path URI] [--remote-path PATH]\n"
-          "         [--send N --size BYTES [--chunk BYTES] [--abort-after K]]...\n"
+          "         [--send N --size BYTES [--chunk BYTES] [--abort-after K]\n"
+          "                [--interval-us U] [--rate BYTES_PER_S]]...\n"
           "         [--expect N --expect-size BYTES]... [--expect-aborted K]\n"
-          "         [--window W] [--interval-us U] [--stamps FILE]\n"
+          "         [--window W] [--send-after-recv] [--stamps FILE]\n"
           "         [--no-path-check] [--wait-close] [--timeout-ms T]\n"
           "         [--tag T] [--verbose]\n"
           "See the comment at the top of tools/imsplit-msrp-peer.c.\n",
@@ -1455,7 +1501,8 @@ static int s_parse_opts(int argc, char **argv, peer_opts_t *o)
                 return -EINVAL;
             o->send[o->nsend++] = (peer_group_t){.count = n};
         } else if (strcmp(a, "--size") == 0 || strcmp(a, "--chunk") == 0 ||
-                   strcmp(a, "--abort-after") == 0) {
+                   strcmp(a, "--abort-after") == 0 ||
+                   strcmp(a, "--interval-us") == 0 || strcmp(a, "--rate") == 0) {
             S_NEEDV();
             if (o->nsend == 0) {
                 fprintf(stderr, "imsplit-msrp-peer: %s after --send\n", a);
@@ -1467,6 +1514,12 @@ static int s_parse_opts(int argc, char **argv, peer_opts_t *o)
                     return -EINVAL;
             } else if (strcmp(a, "--chunk") == 0) {
                 if (s_opt_u64(a, v, PEER_CHUNK_MAX, &g->chunk) < 0)
+                    return -EINVAL;
+            } else if (strcmp(a, "--interval-us") == 0) {
+                if (s_opt_u64(a, v, 60000000, &g->interval_us) < 0)
+                    return -EINVAL;
+            } else if (strcmp(a, "--rate") == 0) {
+                if (s_opt_u64(a, v, 100000000000ull, &g->rate) < 0)
                     return -EINVAL;
             } else if (s_opt_u64(a, v, 100000000, &g->abort_after) < 0) {
                 return -EINVAL;
@@ -1499,10 +1552,8 @@ static int s_parse_opts(int argc, char **argv, peer_opts_t *o)
             if (s_opt_u64(a, v, PEER_WINDOW_MAX, &n) < 0 || n == 0)
                 return -EINVAL;
             o->window = (unsigned)n;
-        } else if (strcmp(a, "--interval-us") == 0) {
-            S_NEEDV();
-            if (s_opt_u64(a, v, 60000000, &o->interval_us) < 0)
-                return -EINVAL;
+        } else if (strcmp(a, "--send-after-recv") == 0) {
+            o->send_after_recv = true;
         } else if (strcmp(a, "--stamps") == 0) {
             S_NEEDV();
             o->stamps = v;
@@ -1586,6 +1637,17 @@ static bool s_work_done(const peer_t *pe)
         pe->aborted < (uint64_t)pe->o->expect_aborted)
         return false;
     return true;
+}
+
+/* Called after every read and write: the work may end in the same read as
+ * the far side's close. */
+static void s_check_done(peer_t *pe)
+{
+    if (pe->done_ns || pe->fatal || !s_work_done(pe))
+        return;
+    pe->done_ns = s_now_ns();
+    pe->done_real_ms = s_real_ms();
+    s_dbg(pe, "work done");
 }
 
 static int s_setup(peer_t *pe, const peer_opts_t *o)
@@ -1690,13 +1752,15 @@ static void s_report(const peer_t *pe, uint64_t end_ns)
            " bytes_in=%" PRIu64 " bytes_out=%" PRIu64 " payload_in=%" PRIu64
            " payload_out=%" PRIu64 " resp_ok=%" PRIu64 " resp_err=%" PRIu64
            " path_err=%" PRIu64 " proto_err=%" PRIu64
-           " closed_by_peer=%d close_ms=%lld done_ms=%lld elapsed_ms=%.1f"
+           " closed_by_peer=%d close_ms=%lld done_ms=%lld close_real_ms=%" PRIu64
+           " done_real_ms=%" PRIu64 " elapsed_ms=%.1f"
            " mbps=%.1f data_start_ns=%" PRIu64 " data_end_ns=%" PRIu64
            " timed_out=%d\n",
            pe->sent, pe->received, pe->aborted, pe->aborted_sent, pe->bad,
            pe->empty_in, pe->bytes_in, pe->bytes_out, pe->payload_in,
            pe->payload_out, pe->resp_ok, pe->resp_err, pe->path_err,
-           pe->proto_err, pe->closed ? 1 : 0, close_ms, done_ms, elapsed_ms,
+           pe->proto_err, pe->closed ? 1 : 0, close_ms, done_ms,
+           pe->close_real_ms, pe->done_real_ms, elapsed_ms,
            mbps, pe->data_start_ns, pe->data_end_ns, pe->timed_out ? 1 : 0);
     fflush(stdout);
 }
@@ -1733,10 +1797,7 @@ static void s_run(peer_t *pe)
                 (void)s_parse_buffer(pe);
                 (void)s_flush(pe);
             }
-            if (!pe->done_ns && s_work_done(pe)) {
-                pe->done_ns = s_now_ns();
-                s_dbg(pe, "work done");
-            }
+            s_check_done(pe);
         }
         if (pe->closed || pe->fatal)
             break;
@@ -1756,11 +1817,11 @@ static void s_run(peer_t *pe)
             pfd = (struct pollfd){.fd = pe->lfd, .events = POLLIN};
         }
         uint64_t wait_ns = deadline - now;
-        if (pe->connected && o->interval_us && !s_sending_done(pe) &&
-            pe->t_first_msg_ns && pe->msg_off == 0 && pe->ntxn < o->window) {
-            uint64_t next = pe->t_first_msg_ns + pe->m * o->interval_us * 1000u;
-            wait_ns = next > now ? (next - now < wait_ns ? next - now : wait_ns)
-                                 : 0;
+        if (pe->connected && !pe->frame_active && pe->ntxn < o->window &&
+            s_may_send(pe)) {
+            uint64_t at = s_paced_at(pe);
+            uint64_t in = at > now ? at - now : 0;
+            wait_ns = in < wait_ns ? in : wait_ns;
         }
         int tmo = (int)((wait_ns + 999999u) / 1000000u);
         int rc = poll(&pfd, 1, tmo);
@@ -1804,7 +1865,9 @@ static void s_run(peer_t *pe)
             continue;
         }
         if (pfd.revents & (POLLIN | POLLHUP | POLLERR)) {
-            if (s_read(pe) < 0)
+            int r = s_read(pe);
+            s_check_done(pe);
+            if (r < 0)
                 break;
         }
     }

@@ -20,7 +20,8 @@
 
 /* /healthz fails when the loop has not ticked for this long. */
 #define UP_STALL_MS 3000
-/* First size of a leg's receive buffer; it grows up to --leg-buffer. */
+/* First size of a leg's buffer (answers waiting for a forwarded frame to
+ * end); it is allocated on first use and grows up to --leg-buffer. */
 #define UP_LEG_BUFFER_START 2048
 
 static up_context_t s_ctx;
@@ -128,12 +129,13 @@ int main(int argc, char **argv)
     ctx->msrp = up_msrp_new(ctx);
     if (!ctx->msrp)
         goto out;
-    const up_leg_ops_t ops = {up_msrp_conn_close};
+    const up_leg_ops_t ops = {up_msrp_conn_close, up_msrp_leg_released};
     size_t start = ctx->cfg.leg_buffer < UP_LEG_BUFFER_START
                        ? ctx->cfg.leg_buffer
                        : UP_LEG_BUFFER_START;
-    ctx->legs = up_legs_new(ctx->cfg.capacity, start, ctx->cfg.leg_buffer,
-                            &ops, NULL);
+    ctx->legs = up_legs_new(ctx->cfg.capacity, start,
+                            (size_t)ctx->cfg.leg_buffer + UP_MSRP_BUFFER_SLACK,
+                            &ops, ctx->msrp);
     if (!ctx->legs) {
         IM_LOG_ERROR("event=startup_failed why=out_of_memory");
         goto out;
@@ -154,9 +156,11 @@ int main(int argc, char **argv)
     if (up_handler_start(ctx) < 0)
         goto out;
     IM_LOG_INFO("event=started node=%s epoch=%" PRIu64 " cp=%s msrp=%s "
-                "capacity=%u leg_buffer=%u metrics=%s",
+                "capacity=%u leg_buffer=%u max_msg=%u txn_timeout_ms=%u "
+                "leg_idle_ms=%u metrics=%s",
                 ctx->cfg.id, ctx->epoch, ctx->cfg.cp, ctx->msrp_address,
-                ctx->cfg.capacity, ctx->cfg.leg_buffer,
+                ctx->cfg.capacity, ctx->cfg.leg_buffer, ctx->cfg.max_msg,
+                ctx->cfg.txn_timeout_ms, ctx->cfg.leg_idle_ms,
                 ctx->cfg.metrics ? ctx->cfg.metrics : "off");
     uv_run(&loop, UV_RUN_DEFAULT);
     exit_code = 0;

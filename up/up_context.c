@@ -6,7 +6,7 @@
 
 #include "im_config.h"
 
-#define UP_NOPTS 9
+#define UP_NOPTS 12
 
 /* One option table for parsing and for --help. */
 static void s_options(up_config_t *cfg, im_opt_t *opts)
@@ -25,7 +25,16 @@ static void s_options(up_config_t *cfg, im_opt_t *opts)
         {"capacity", IM_OPT_UINT, &cfg->capacity, 1, 10000000,
          "maximum legs held at once"},
         {"leg-buffer", IM_OPT_UINT, &cfg->leg_buffer, 1024, 64u << 20,
-         "maximum bytes of one leg's receive buffer"},
+         "bytes queued towards one leg before the other leg is no longer "
+         "read (back-pressure)"},
+        {"max-msg", IM_OPT_UINT, &cfg->max_msg, 1024, 0xffffffffu,
+         "largest MSRP message relayed, bytes (413 beyond)"},
+        {"txn-timeout-ms", IM_OPT_UINT, &cfg->txn_timeout_ms, 100, 600000,
+         "a forwarded SEND unanswered this long fails with 408; also how "
+         "long a frame waits for its leg to connect"},
+        {"leg-idle-ms", IM_OPT_UINT, &cfg->leg_idle_ms, 0, 86400000,
+         "report a leg idle (LegEvent) after this long without bytes; "
+         "0 = off"},
         {"log-level", IM_OPT_STRING, &cfg->log_level, 0, 0,
          "error|warn|info|debug"},
         {"help", IM_OPT_BOOL, &cfg->help, 0, 0, "print this help"},
@@ -41,6 +50,9 @@ static void s_defaults(up_config_t *cfg)
     cfg->msrp = "127.0.0.1:0";
     cfg->capacity = 100000;
     cfg->leg_buffer = 65536;
+    cfg->max_msg = 64u << 20;
+    cfg->txn_timeout_ms = 30000;
+    cfg->leg_idle_ms = 0;
     cfg->log_level = "info";
 }
 

@@ -27,7 +27,13 @@ typedef struct {
     const char *advertise; /* host written in leg paths; NULL = msrp host */
     const char *metrics;   /* host:port, NULL = off */
     uint32_t capacity;     /* max legs */
-    uint32_t leg_buffer;   /* max bytes per leg buffer */
+    uint32_t leg_buffer;   /* bytes queued towards a leg before its source
+                              stops being read */
+    uint32_t max_msg;      /* largest MSRP message relayed (413 beyond) */
+    uint32_t txn_timeout_ms; /* a forwarded SEND unanswered this long: 408;
+                                also how long a frame waits for its leg */
+    uint32_t leg_idle_ms;  /* LegEvent IDLE after this long without bytes;
+                              0 = off */
     const char *log_level;
     bool help;
 } up_config_t;

@@ -241,6 +241,9 @@ static void s_on_connect(up_context_t *ctx, const im_env_t *env)
                 leg->session_id, up_dir_name(leg->dir), ctx->cfg.id,
                 c->setup && *c->setup ? c->setup : "none",
                 wait ? "wait" : "connect");
+    /* Requests held for this leg until its peer's path was known may go
+     * now if it is connected already. */
+    up_msrp_leg_ready(ctx->msrp, leg);
     if (!wait) {
         int rc = up_msrp_connect(ctx->msrp, leg);
         if (rc < 0) {

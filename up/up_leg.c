@@ -189,14 +189,8 @@ int up_legs_allocate(up_legs_t *t, uint64_t session_id, up_dir_t dir,
         rc = -EINVAL;
         goto fail;
     }
-    leg->buf = malloc(t->buf_start);
-    if (!leg->buf) {
-        rc = -ENOMEM;
-        goto fail;
-    }
-    leg->buf_cap = t->buf_start;
-    t->buffer_bytes += leg->buf_cap;
-
+    /* No buffer yet: most legs never need one, and an idle leg stays
+     * small. */
     size_t kb = s_key_bucket(t, session_id, dir);
     leg->next_key = t->by_key[kb];
     t->by_key[kb] = leg;
@@ -260,10 +254,13 @@ static void s_release(up_legs_t *t, up_leg_t *leg)
 {
     s_unlink(t, leg);
     leg->released = true;
-    t->buffer_bytes -= leg->buf_cap;
+    if (t->ops.released)
+        t->ops.released(leg, t->ops_arg);
+    t->buffer_bytes -= leg->buf_cap + leg->held;
+    leg->held = 0;
     free(leg->buf);
     leg->buf = NULL;
-    leg->buf_len = leg->buf_cap = 0;
+    leg->buf_len = leg->buf_cap = leg->buf_frames = 0;
     up_conn_t *conn = leg->conn;
     if (conn) {
         leg->conn = NULL;
@@ -370,6 +367,26 @@ int up_legs_buf_reserve(up_legs_t *t, up_leg_t *leg, size_t need)
     leg->buf = buf;
     leg->buf_cap = cap;
     return 0;
+}
+
+void up_legs_buf_free(up_legs_t *t, up_leg_t *leg)
+{
+    if (!leg->buf)
+        return;
+    t->buffer_bytes -= leg->buf_cap;
+    free(leg->buf);
+    leg->buf = NULL;
+    leg->buf_len = leg->buf_cap = leg->buf_frames = 0;
+}
+
+void up_legs_account(up_legs_t *t, up_leg_t *leg, int64_t delta)
+{
+    if (!t || !leg || leg->released || delta == 0)
+        return;
+    if (delta < 0 && (uint64_t)-delta > leg->held)
+        delta = -(int64_t)leg->held; /* never below zero */
+    leg->held = (size_t)((int64_t)leg->held + delta);
+    t->buffer_bytes = (size_t)((int64_t)t->buffer_bytes + delta);
 }
 
 size_t up_legs_count(const up_legs_t *t)

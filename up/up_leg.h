@@ -1,16 +1,16 @@
 /* up_leg: the worker's leg table.
  *
  * A leg is one direction (client or controlling) of one IM session: its MSRP
- * session id and path, the peer's path, its receive buffer, its counters and
- * at most one MSRP connection. Legs are found by (session id, direction) for
+ * session id and path, the peer's path, its counters, the relay state
+ * towards its peer and at most one MSRP connection. Legs are found by (session id, direction) for
  * CP commands and by MSRP session id for the first SEND of an incoming
  * connection.
  *
  * The table does not know libuv. A connection is an opaque up_conn_t owned
  * by its leg; closing one is delegated to ops.conn_close. Release is two
- * phases: up_legs_release() takes the leg out of every table, frees its
- * buffer and starts closing its connection at once (the gauges drop in the
- * same call); the leg's memory goes only when the connection's owner reports
+ * phases: up_legs_release() takes the leg out of every table, lets
+ * ops.released drop its relay state, frees its buffers and starts closing its
+ * connection at once (the gauges drop in the same call); the leg's memory goes only when the connection's owner reports
  * up_legs_conn_closed(), so a close callback never meets a freed leg.
  *
  * Ownership: the table owns every leg; pointers returned by find/allocate
@@ -40,12 +40,14 @@ typedef enum {
 
 typedef struct up_conn up_conn_t;
 typedef struct up_legs up_legs_t;
+/* A forwarded SEND waiting for its answer; up_msrp's. */
+typedef struct up_txn up_txn_t;
 
 typedef struct {
     uint64_t bytes_in;  /* bytes received from this leg's peer */
     uint64_t bytes_out; /* bytes written to this leg's peer */
-    uint64_t msgs_in;   /* SEND requests received */
-    uint64_t msgs_out;  /* SEND requests sent */
+    uint64_t msgs_in;   /* SEND requests received from this leg's peer */
+    uint64_t msgs_out;  /* SEND requests sent to this leg's peer */
 } up_leg_counters_t;
 
 typedef struct up_leg {
@@ -56,10 +58,21 @@ typedef struct up_leg {
     char path[UP_LEG_PATH_MAX];
     char *peer_path; /* owned; NULL until ConnectLeg */
     up_leg_counters_t counters;
-    /* Receive buffer: starts small, grows up to the table's limit. */
+    /* Complete frames (answers, REPORTs) for this leg's peer that must wait
+     * while a frame forwarded to it is still open: frames never interleave
+     * on a connection. Allocated on first use, freed once sent; grows up to
+     * the table's limit. */
     uint8_t *buf;
     size_t buf_len;
     size_t buf_cap;
+    size_t buf_frames;
+    /* Bytes held for this leg elsewhere (its connection's partial input
+     * and writes in flight), counted in the table's buffer bytes. */
+    size_t held;
+    bool out_open;    /* a frame forwarded to this leg has begun, not ended */
+    bool unreachable; /* no connection for longer than the wait limit */
+    up_txn_t *txns;   /* oldest first; owned by up_msrp (ops.released) */
+    size_t ntxns;
     up_conn_t *conn; /* owned; NULL when the leg has no connection */
     /* Table internals. */
     struct up_leg *next_key;
@@ -75,11 +88,15 @@ typedef struct {
      * connection must call up_legs_conn_closed(t, leg) once it is closed;
      * it must not call back into the table before returning. */
     void (*conn_close)(up_conn_t *conn, void *arg);
+    /* The leg has just left the tables (leg->released is set, its buffer
+     * and connection are still there): drop its relay state (txns) and
+     * tell the other direction. May be NULL. Must not release legs. */
+    void (*released)(up_leg_t *leg, void *arg);
 } up_leg_ops_t;
 
-/* A table for at most `capacity` legs whose buffers start at buf_start bytes
- * and never exceed buf_max. `ops` may be NULL when no connection is ever
- * attached. NULL on allocation failure or invalid sizes. */
+/* A table for at most `capacity` legs whose buffers, allocated on first
+ * use, start at buf_start bytes and never exceed buf_max. `ops` may be NULL
+ * when no connection is ever attached. NULL on allocation failure or invalid sizes. */
 up_legs_t *up_legs_new(uint32_t capacity, size_t buf_start, size_t buf_max,
                        const up_leg_ops_t *ops, void *ops_arg);
 /* Frees the table and every leg still in it, released or not, without
@@ -132,13 +149,18 @@ void up_legs_detach_conn(up_legs_t *t, up_leg_t *leg);
 void up_legs_conn_closed(up_legs_t *t, up_leg_t *leg);
 
 /* Makes the leg's buffer at least `need` bytes. 0, -ENOBUFS (beyond the
- * table's limit) or -ENOMEM. */
+ * table's limit, or a released leg) or -ENOMEM. */
 int up_legs_buf_reserve(up_legs_t *t, up_leg_t *leg, size_t need);
+/* Frees the leg's buffer (empty or not), so an idle leg holds none. */
+void up_legs_buf_free(up_legs_t *t, up_leg_t *leg);
+/* Counts bytes held for the leg outside the table (delta may be negative).
+ * Ignored for a released leg: its share left the count on release. */
+void up_legs_account(up_legs_t *t, up_leg_t *leg, int64_t delta);
 
 size_t up_legs_count(const up_legs_t *t);
 uint32_t up_legs_capacity(const up_legs_t *t);
 size_t up_legs_sockets(const up_legs_t *t);
-/* Bytes currently allocated in leg buffers. */
+/* Bytes currently allocated in leg buffers and held for legs. */
 size_t up_legs_buffer_bytes(const up_legs_t *t);
 /* Released legs still waiting for their connection to finish closing. */
 size_t up_legs_zombies(const up_legs_t *t);

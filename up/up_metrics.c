@@ -26,10 +26,12 @@ up_metrics_t *up_metrics_new(void)
         "MSRP connections owned by legs (not the listener)", IM_METRIC_GAUGE,
         NULL);
     m->buffer_bytes = im_metrics_add(r, "imsplit_up_buffer_bytes",
-        "Bytes allocated in leg buffers", IM_METRIC_GAUGE, NULL);
+        "Bytes allocated in leg buffers (partial input, queued output)",
+        IM_METRIC_GAUGE, NULL);
     m->msrp_bytes_relayed_total = im_metrics_add(r,
         "imsplit_up_msrp_bytes_relayed_total",
-        "MSRP bytes forwarded from one leg to the other", IM_METRIC_COUNTER,
+        "MSRP bytes forwarded from one leg to the other (headers, bodies "
+        "and end-lines)", IM_METRIC_COUNTER,
         NULL);
     m->protocol_errors_total = im_metrics_add(r,
         "imsplit_up_protocol_errors_total",
@@ -42,6 +44,33 @@ up_metrics_t *up_metrics_new(void)
         "imsplit_up_msrp_rejected_total",
         "Incoming MSRP connections closed before naming a leg",
         IM_METRIC_COUNTER, NULL);
+    m->frames_dropped_total = im_metrics_add(r,
+        "imsplit_up_frames_dropped_total",
+        "MSRP frames not delivered: towards a released or unreachable leg, "
+        "cut by a lost connection, or left unanswered",
+        IM_METRIC_COUNTER, NULL);
+    m->msrp_frames_relayed_total = im_metrics_add(r,
+        "imsplit_up_msrp_frames_relayed_total",
+        "MSRP SEND and REPORT frames forwarded to the other leg",
+        IM_METRIC_COUNTER, NULL);
+    m->msrp_framing_errors_total = im_metrics_add(r,
+        "imsplit_up_msrp_framing_errors_total",
+        "MSRP connections closed for malformed framing", IM_METRIC_COUNTER,
+        NULL);
+    m->msrp_txn_timeouts_total = im_metrics_add(r,
+        "imsplit_up_msrp_txn_timeouts_total",
+        "Forwarded SENDs the next hop did not answer in time",
+        IM_METRIC_COUNTER, NULL);
+    m->msrp_reports_sent_total = im_metrics_add(r,
+        "imsplit_up_msrp_reports_sent_total",
+        "REPORTs the worker sent for failed forwarded SENDs",
+        IM_METRIC_COUNTER, NULL);
+    m->leg_idle_total = im_metrics_add(r, "imsplit_up_leg_idle_total",
+        "Legs reported idle to the CP", IM_METRIC_COUNTER, NULL);
+    if (!m->frames_dropped_total || !m->msrp_frames_relayed_total ||
+        !m->msrp_framing_errors_total || !m->msrp_txn_timeouts_total ||
+        !m->msrp_reports_sent_total || !m->leg_idle_total)
+        goto fail;
     if (!m->legs_active || !m->legs_allocated_total ||
         !m->legs_released_total[UP_DIR_CLIENT] ||
         !m->legs_released_total[UP_DIR_CONTROLLING] || !m->sockets_open ||

@@ -18,6 +18,12 @@ struct up_metrics {
     im_metric_t *protocol_errors_total;
     im_metric_t *leg_connect_failed_total;
     im_metric_t *msrp_rejected_total;
+    im_metric_t *frames_dropped_total;
+    im_metric_t *msrp_frames_relayed_total;
+    im_metric_t *msrp_framing_errors_total;
+    im_metric_t *msrp_txn_timeouts_total;
+    im_metric_t *msrp_reports_sent_total;
+    im_metric_t *leg_idle_total;
 };
 typedef struct up_metrics up_metrics_t;
 

@@ -28,6 +28,8 @@ struct up_conn {
 typedef struct {
     up_conn_t *closed[16];
     size_t nclosed;
+    size_t nreleased;
+    size_t released_with_conn; /* the hook still saw the connection */
 } fake_t;
 
 static void s_fake_close(up_conn_t *conn, void *arg)
@@ -38,9 +40,24 @@ static void s_fake_close(up_conn_t *conn, void *arg)
         f->closed[f->nclosed++] = conn;
 }
 
+/* The hook runs once per release, after the leg left the tables but
+ * before its connection is closed. */
+static void s_fake_released(up_leg_t *leg, void *arg)
+{
+    fake_t *f = arg;
+    assert_true(leg->released);
+    if (!f)
+        return;
+    f->nreleased++;
+    if (leg->conn) {
+        assert_int_equal(leg->conn->closes, 0);
+        f->released_with_conn++;
+    }
+}
+
 static up_legs_t *s_table(uint32_t capacity, fake_t *fake)
 {
-    const up_leg_ops_t ops = {s_fake_close};
+    const up_leg_ops_t ops = {s_fake_close, s_fake_released};
     up_legs_t *t = up_legs_new(capacity, BUF_START, BUF_MAX, &ops, fake);
     assert_non_null(t);
     return t;
@@ -125,7 +142,7 @@ static void test_allocate_idempotent(void **state)
     assert_ptr_equal(again, a);
     assert_string_equal(again->path, path);
     assert_int_equal(up_legs_count(t), 1);
-    assert_int_equal(up_legs_buffer_bytes(t), BUF_START);
+    assert_int_equal(up_legs_buffer_bytes(t), 0);
 
     /* The other direction of the same session is another leg. */
     up_leg_t *b = s_alloc(t, 42, UP_DIR_CLIENT, 1);
@@ -168,7 +185,7 @@ static void test_capacity(void **state)
                      -ENOSPC);
     assert_false(created);
     assert_int_equal(up_legs_count(t), 3);
-    assert_int_equal(up_legs_buffer_bytes(t), 3 * BUF_START);
+    assert_int_equal(up_legs_buffer_bytes(t), 0); /* nothing until used */
     /* Full, but a retry of an existing leg still answers. */
     assert_int_equal(up_legs_allocate(t, 1, UP_DIR_CLIENT, 1, HOST, PORT,
                                       &leg, &created),
@@ -216,21 +233,42 @@ static void test_buffers_and_sockets(void **state)
     up_legs_t *t = s_table(10, &fake);
     up_leg_t *a = s_alloc(t, 9, UP_DIR_CLIENT, 1);
     up_leg_t *b = s_alloc(t, 9, UP_DIR_CONTROLLING, 1);
-    assert_int_equal(up_legs_buffer_bytes(t), 2 * BUF_START);
-    assert_int_equal(a->buf_cap, BUF_START);
+    /* An idle leg holds no buffer. */
+    assert_int_equal(up_legs_buffer_bytes(t), 0);
+    assert_null(a->buf);
+    assert_int_equal(a->buf_cap, 0);
 
-    /* Growth is counted, bounded by the maximum, and never shrinks here. */
+    /* Allocated on first use, counted, bounded, freed when done. */
     assert_int_equal(up_legs_buf_reserve(t, a, 100), 0);
     assert_int_equal(a->buf_cap, BUF_START);
+    assert_int_equal(up_legs_buffer_bytes(t), BUF_START);
     assert_int_equal(up_legs_buf_reserve(t, a, BUF_START + 1), 0);
     assert_int_equal(a->buf_cap, 2 * BUF_START);
-    assert_int_equal(up_legs_buffer_bytes(t), 3 * BUF_START);
+    assert_int_equal(up_legs_buffer_bytes(t), 2 * BUF_START);
     assert_int_equal(up_legs_buf_reserve(t, a, BUF_MAX), 0);
     assert_int_equal(a->buf_cap, BUF_MAX);
     assert_int_equal(up_legs_buf_reserve(t, a, BUF_MAX + 1), -ENOBUFS);
     assert_int_equal(a->buf_cap, BUF_MAX);
-    assert_int_equal(up_legs_buffer_bytes(t), BUF_MAX + BUF_START);
+    assert_int_equal(up_legs_buffer_bytes(t), BUF_MAX);
     memset(a->buf, 0xab, a->buf_cap); /* the memory is really there */
+    up_legs_buf_free(t, b); /* none: harmless */
+    assert_int_equal(up_legs_buf_reserve(t, b, 10), 0);
+    assert_int_equal(up_legs_buffer_bytes(t), BUF_MAX + BUF_START);
+    up_legs_buf_free(t, b);
+    assert_null(b->buf);
+    assert_int_equal(up_legs_buffer_bytes(t), BUF_MAX);
+
+    /* Bytes held elsewhere for a leg (partial input, writes in flight)
+     * count too, never below zero. */
+    up_legs_account(t, b, 300);
+    assert_int_equal(b->held, 300);
+    assert_int_equal(up_legs_buffer_bytes(t), BUF_MAX + 300);
+    up_legs_account(t, b, -100);
+    assert_int_equal(up_legs_buffer_bytes(t), BUF_MAX + 200);
+    up_legs_account(t, b, -1000);
+    assert_int_equal(b->held, 0);
+    assert_int_equal(up_legs_buffer_bytes(t), BUF_MAX);
+    up_legs_account(t, a, 50);
 
     struct up_conn ca = {1, 0}, cb = {2, 0}, cx = {3, 0};
     assert_int_equal(up_legs_attach_conn(t, a, &ca), 0);
@@ -254,9 +292,12 @@ static void test_buffers_and_sockets(void **state)
     assert_int_equal(up_legs_release(t, 9, UP_DIR_CLIENT, NULL), 0);
     assert_int_equal(up_legs_count(t), 1);
     assert_int_equal(up_legs_sockets(t), 0);
-    assert_int_equal(up_legs_buffer_bytes(t), BUF_START);
+    assert_int_equal(up_legs_buffer_bytes(t), 0); /* a's buffer and held */
     assert_int_equal(fake.nclosed, 1);
     assert_ptr_equal(fake.closed[0], &ca);
+    /* Accounting for a released leg is ignored: it left the count. */
+    up_legs_account(t, a, 10);
+    assert_int_equal(up_legs_buffer_bytes(t), 0);
     assert_int_equal(ca.closes, 1);
     assert_int_equal(up_legs_zombies(t), 1);
     assert_null(up_legs_find(t, 9, UP_DIR_CLIENT));
@@ -266,6 +307,9 @@ static void test_buffers_and_sockets(void **state)
     assert_int_equal(fake.nclosed, 1); /* b's connection was detached */
     assert_int_equal(cb.closes, 0);
     assert_int_equal(up_legs_zombies(t), 1);
+
+    assert_int_equal(fake.nreleased, 2);
+    assert_int_equal(fake.released_with_conn, 1);
 
     /* The close callback of a's connection: now a's memory goes (ASan
      * would report the leak otherwise). */
@@ -323,7 +367,7 @@ static void test_release_old_epoch(void **state)
     assert_non_null(up_legs_find(t, 3, UP_DIR_CONTROLLING));
     assert_int_equal(up_legs_count(t), 2);
     assert_int_equal(up_legs_sockets(t), 0);
-    assert_int_equal(up_legs_buffer_bytes(t), 2 * BUF_START);
+    assert_int_equal(up_legs_buffer_bytes(t), 0);
     assert_int_equal(fake.nclosed, 1);
     assert_int_equal(c1.closes, 1);
 
