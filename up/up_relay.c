@@ -1,7 +1,6 @@
 #include "up_relay.h"
 
 #include <errno.h>
-#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
@@ -201,9 +200,10 @@ int up_relay_end_line(char *out, size_t cap, bool after_body,
 
 static void s_code(s_buf_t *b, unsigned code)
 {
-    char num[8];
-    int n = snprintf(num, sizeof(num), "%03u ", code % 1000);
-    s_put(b, num, (size_t)n);
+    code %= 1000;
+    char num[4] = {(char)('0' + code / 100), (char)('0' + code / 10 % 10),
+                   (char)('0' + code % 10), ' '};
+    s_put(b, num, sizeof(num));
     s_puts(b, up_relay_reason(code));
 }
 

@@ -673,7 +673,7 @@ static void test_stream_bounded(void **state)
 {
     (void)state;
     srand(1234);
-    for (int iter = 0; iter < 200; iter++) {
+    for (int iter = 0; iter < 2000; iter++) {
         size_t body = (size_t)(rand() % 5000);
         char *msg = malloc(body + 512);
         assert_non_null(msg);
@@ -684,6 +684,14 @@ static void test_stream_bounded(void **state)
         size_t off = (size_t)n;
         for (size_t i = 0; i < body; i++) {
             int r = rand() % 16;
+            if (r == 15 && i + 24 < body) {
+                /* An end-line of another transaction. */
+                int k = snprintf(msg + off, 32, "\r\n-------strm%04d$\r\n",
+                                 iter + 1 + rand() % 50);
+                off += (size_t)k;
+                i += (size_t)k - 1;
+                continue;
+            }
             /* Plenty of CRs, LFs and dashes to tempt the scanner. */
             msg[off++] = r < 3 ? '\r' : r < 6 ? '\n' : r < 11 ? '-' : 's';
         }
@@ -699,6 +707,51 @@ static void test_stream_bounded(void **state)
         assert_memory_equal(fd.body, msg + n, cmp);
         assert_true(fd.max_len <= 256);
         free(msg);
+    }
+}
+
+/* End-lines and look-alikes at every alignment, in bodies full of dashes,
+ * CRs and LFs: the scan that skips bytes must find exactly the first real
+ * end-line. */
+static void test_end_line_alignment(void **state)
+{
+    (void)state;
+    const char *fills[] = {"a",        "-",       "\r",       "\n",
+                           "\r\n-",    "--------", "------x", "\r\n------",
+                           "\n-------", "x-------"};
+    for (size_t fi = 0; fi < sizeof(fills) / sizeof(fills[0]); fi++) {
+        for (size_t pad = 0; pad < 40; pad++) {
+            char body[512] = "";
+            size_t bl = 0;
+            while (bl < pad) {
+                size_t fl = strlen(fills[fi]);
+                size_t k = pad - bl < fl ? pad - bl : fl;
+                memcpy(body + bl, fills[fi], k);
+                bl += k;
+            }
+            /* A look-alike with a longer run of dashes, then more fill. */
+            bl += (size_t)snprintf(body + bl, sizeof(body) - bl,
+                                   "\r\n--------aln12345$\r\nx%sy", fills[fi]);
+            /* A body must not end in "\r\n-------" plus a prefix of the
+             * tid: it would be the start of the end-line. Fills do not. */
+            char msg[1024];
+            int n = snprintf(msg, sizeof(msg),
+                             "MSRP aln12345 SEND\r\n" S_HDRS
+                             "Content-Type: a/b\r\n\r\n%s\r\n-------aln12345$"
+                             "\r\nMSRP aln99999 SEND\r\n" S_HDRS
+                             "-------aln99999$\r\n",
+                             body);
+            for (size_t chunk = 1; chunk < 80; chunk += 13) {
+                feeder_t fd;
+                s_init(&fd, 1024);
+                assert_true(s_feed(&fd, msg, (size_t)n, chunk));
+                assert_int_equal(fd.errors, 0);
+                assert_int_equal(fd.heads, 2);
+                assert_int_equal(fd.ends, 2);
+                assert_int_equal(fd.body_total, bl);
+                assert_memory_equal(fd.body, body, bl);
+            }
+        }
     }
 }
 
@@ -783,6 +836,7 @@ int main(void)
         cmocka_unit_test(test_malformed),
         cmocka_unit_test(test_range_parse),
         cmocka_unit_test(test_stream_bounded),
+        cmocka_unit_test(test_end_line_alignment),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
