@@ -13,7 +13,7 @@
 #include "imsplit.pb-c.h"
 
 #define IM_PROTO_MAJOR 1u
-#define IM_PROTO_MINOR 0u
+#define IM_PROTO_MINOR 1u
 /* Largest frame either side accepts (also ZMQ_MAXMSGSIZE). */
 #define IM_PROTO_MAX_FRAME (256 * 1024)
 
