@@ -6,7 +6,7 @@
 
 static const char *s_default_sip = "udp:127.0.0.1:5060";
 
-#define CP_NOPTS 15
+#define CP_NOPTS 16
 
 /* One option table for parsing and for --help. */
 static void s_options(cp_config_t *cfg, im_opt_t *opts)
@@ -35,6 +35,9 @@ static void s_options(cp_config_t *cfg, im_opt_t *opts)
          60000, "resend an unanswered worker command after this, ms"},
         {"command-tries", IM_OPT_UINT, &cfg->command_tries, 1, 100,
          "sends of a worker command before it is given up"},
+        {"audit-ms", IM_OPT_UINT, &cfg->audit_ms, 0, 86400000,
+         "compare leg inventories with each worker this often, ms "
+         "(also after every registration; 0: only then)"},
         {"node-id", IM_OPT_STRING, &cfg->node_id, 0, 0,
          "sender id of the CP on the control channel"},
         {"log-level", IM_OPT_STRING, &cfg->log_level, 0, 0,
@@ -56,6 +59,7 @@ static void s_defaults(cp_config_t *cfg)
     cfg->max_sessions = 200000;
     cfg->command_timeout_ms = 1000;
     cfg->command_tries = 5;
+    cfg->audit_ms = 30000;
     cfg->log_level = "info";
     cfg->node_id = "cp";
 

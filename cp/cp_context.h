@@ -29,6 +29,7 @@ typedef struct {
     uint32_t max_sessions;
     uint32_t command_timeout_ms; /* resend an unanswered command after this */
     uint32_t command_tries;      /* give up after this many sends */
+    uint32_t audit_ms;           /* leg inventory audit period, 0 = off */
     const char *log_level;
     const char *node_id;
     bool help;
@@ -61,6 +62,8 @@ typedef struct cp_context {
     cp_pool_t *pool;
     cp_sessions_t *sessions;
     cp_path_t *path;
+    im_timer_t heartbeat_timer; /* heartbeats to workers, gauges */
+    im_timer_t audit_timer;     /* periodic leg audits */
     bool stopping;
 } cp_context_t;
 

@@ -10,13 +10,11 @@
 #include "cp_session.h"
 #include "cp_sip.h"
 #include "cp_timer.h"
+#include "cp_workers.h"
 #include "im_clock.h"
 #include "im_log.h"
 #include "im_metrics.h"
 #include "im_proto.h"
-
-static im_timer_t s_tick;
-static cp_context_t *s_tick_ctx;
 
 void cp_handler_update_gauges(cp_context_t *ctx)
 {
@@ -29,8 +27,8 @@ void cp_handler_update_gauges(cp_context_t *ctx)
     im_metrics_set_ready(ctx->metrics->reg, counts[CP_WORKER_LIVE] > 0);
 }
 
-static void s_reply(cp_context_t *ctx, const void *peer, size_t peer_len,
-                    uint64_t reply_to, im_env_t *env)
+void cp_handler_reply(cp_context_t *ctx, const void *peer, size_t peer_len,
+                      uint64_t reply_to, im_env_t *env)
 {
     env->reply_to = reply_to;
     if (cp_path_send(ctx->path, peer, peer_len, env) < 0)
@@ -38,9 +36,8 @@ static void s_reply(cp_context_t *ctx, const void *peer, size_t peer_len,
                     im_proto_body_name((int)env->body_case));
 }
 
-static void s_error_reply(cp_context_t *ctx, const void *peer,
-                          size_t peer_len, uint64_t reply_to, int code,
-                          const char *msg)
+void cp_handler_error(cp_context_t *ctx, const void *peer, size_t peer_len,
+                      uint64_t reply_to, int code, const char *msg)
 {
     Imsplit__V1__Envelope env = IMSPLIT__V1__ENVELOPE__INIT;
     Imsplit__V1__ErrorReply body = IMSPLIT__V1__ERROR_REPLY__INIT;
@@ -48,80 +45,7 @@ static void s_error_reply(cp_context_t *ctx, const void *peer,
     body.message = (char *)msg;
     env.body_case = IMSPLIT__V1__ENVELOPE__BODY_ERROR;
     env.error = &body;
-    s_reply(ctx, peer, peer_len, reply_to, &env);
-}
-
-typedef struct {
-    cp_context_t *ctx;
-    const char *worker;
-    size_t ended;
-} s_lost_t;
-
-static void s_end_if_on_worker(cp_session_t *s, void *arg)
-{
-    s_lost_t *l = arg;
-    if (strcmp(s->worker, l->worker) != 0)
-        return;
-    l->ended++;
-    cp_sip_dispatch(l->ctx, s, CP_EV_WORKER_LOST, CP_DIR_CLIENT, 0);
-}
-
-/* The worker's legs are gone (it died or restarted): every session placed
- * on it ends, and nothing is waited for from it. */
-static void s_worker_lost(cp_context_t *ctx, cp_worker_t *w, const char *why)
-{
-    cp_path_forget_worker(ctx->path, w->id);
-    s_lost_t l = {ctx, w->id, 0};
-    cp_sessions_foreach(ctx->sessions, s_end_if_on_worker, &l);
-    im_metric_add(ctx->metrics->sessions_worker_lost_total, (int64_t)l.ended);
-    IM_LOG_WARN("event=worker_lost worker=%s why=%s sessions_ended=%zu",
-                w->id, why, l.ended);
-    /* Sessions still waiting on SIP (BYEs in flight) keep their count on
-     * the worker until they close. */
-    cp_handler_update_gauges(ctx);
-}
-
-static void s_on_register(cp_context_t *ctx, const char *peer_id,
-                          const void *peer, size_t peer_len,
-                          const im_env_t *env)
-{
-    const Imsplit__V1__Register *r = env->register_;
-    if (strcmp(r->node_id, peer_id) != 0) {
-        IM_LOG_WARN("event=register_rejected worker=%s node_id=%s "
-                    "why=routing_id_mismatch", peer_id, r->node_id);
-        s_error_reply(ctx, peer, peer_len, env->seq,
-                      IMSPLIT__V1__ERROR_CODE__ERROR_MALFORMED,
-                      "node_id must equal the ZeroMQ routing id");
-        return;
-    }
-    bool restarted = false;
-    cp_worker_t *known = cp_pool_find(ctx->pool, peer_id);
-    uint64_t old_epoch = known ? known->epoch : 0;
-    cp_worker_t *w = cp_pool_register(ctx->pool, peer_id, env->sender_epoch,
-                                      r->msrp_address, r->capacity,
-                                      im_clock_ms(), &restarted);
-    if (!w) {
-        s_error_reply(ctx, peer, peer_len, env->seq,
-                      IMSPLIT__V1__ERROR_CODE__ERROR_MALFORMED,
-                      "node_id too long");
-        return;
-    }
-    w->legs_active = r->legs_active;
-    IM_LOG_INFO("event=worker_registered worker=%s epoch=%" PRIu64
-                " msrp=%s capacity=%u restarted=%d",
-                w->id, w->epoch, w->msrp_address, w->capacity, restarted);
-    if (restarted && old_epoch != 0 && old_epoch != env->sender_epoch)
-        s_worker_lost(ctx, w, "new_epoch");
-
-    Imsplit__V1__Envelope out = IMSPLIT__V1__ENVELOPE__INIT;
-    Imsplit__V1__RegisterAck ack = IMSPLIT__V1__REGISTER_ACK__INIT;
-    ack.cp_epoch = ctx->epoch;
-    ack.heartbeat_ms = ctx->cfg.heartbeat_ms;
-    ack.liveness = ctx->cfg.liveness;
-    out.body_case = IMSPLIT__V1__ENVELOPE__BODY_REGISTER_ACK;
-    out.register_ack = &ack;
-    s_reply(ctx, peer, peer_len, env->seq, &out);
-    cp_handler_update_gauges(ctx);
+    cp_handler_reply(ctx, peer, peer_len, reply_to, &env);
 }
 
 static void s_on_allocate_result(cp_context_t *ctx, cp_worker_t *w,
@@ -139,8 +63,8 @@ static void s_on_allocate_result(cp_context_t *ctx, cp_worker_t *w,
     if (!s || dir < 0 || r->session_id != info.session_id) {
         /* Nobody owns this leg any more: give it straight back. */
         if (r->status == IMSPLIT__V1__STATUS__STATUS_OK && dir >= 0)
-            cp_build_release(ctx, w->id, r->session_id, (cp_dir_t)dir,
-                             CP_REL_SETUP_FAILED, CP_CAUSE_SETUP_FAILED);
+            (void)cp_build_release_orphan(ctx, w->id, r->session_id,
+                                          (cp_dir_t)dir, CP_REL_SETUP_FAILED);
         IM_LOG_INFO("event=allocate_result_orphan worker=%s sid=%016" PRIx64,
                     w->id, r->session_id);
         return;
@@ -164,6 +88,8 @@ static void s_on_allocate_result(cp_context_t *ctx, cp_worker_t *w,
     }
     IM_LOG_DEBUG("event=leg_allocated sid=%016" PRIx64 " dir=%s path=%s",
                  s->id, cp_dir_name((cp_dir_t)dir), leg->path);
+    /* Every audit sent from now on must find this leg on the worker. */
+    s->ready_seq = cp_path_last_seq(ctx->path);
     cp_sip_dispatch(ctx, s, CP_EV_ALLOCATED, (cp_dir_t)dir, 0);
 }
 
@@ -181,11 +107,14 @@ static void s_on_release_result(cp_context_t *ctx, cp_worker_t *w,
     IM_LOG_INFO("event=leg_usage sid=%016" PRIx64 " dir=%s worker=%s "
                 "status=%s bytes_in=%" PRIu64 " bytes_out=%" PRIu64
                 " msgs_in=%" PRIu64 " msgs_out=%" PRIu64 " ack_ms=%" PRIu64,
-                info.session_id, dir >= 0 ? cp_dir_name((cp_dir_t)dir) : "?",
+                r->session_id, dir >= 0 ? cp_dir_name((cp_dir_t)dir) : "?",
                 w->id, im_proto_status_name(r->status),
                 c ? c->bytes_in : 0, c ? c->bytes_out : 0,
                 c ? c->msgs_in : 0, c ? c->msgs_out : 0, latency_us / 1000);
-    cp_session_t *s = cp_session_find(ctx->sessions, info.session_id);
+    /* An orphan's release (session 0) concerns no session. */
+    cp_session_t *s = info.session_id
+                          ? cp_session_find(ctx->sessions, info.session_id)
+                          : NULL;
     if (s)
         cp_sip_dispatch(ctx, s, CP_EV_RELEASED, (cp_dir_t)info.dir, 0);
 }
@@ -239,7 +168,7 @@ static void s_on_leg_event(cp_context_t *ctx, cp_worker_t *w,
     ack.direction = e->direction;
     out.body_case = IMSPLIT__V1__ENVELOPE__BODY_LEG_EVENT_ACK;
     out.leg_event_ack = &ack;
-    s_reply(ctx, peer, peer_len, env->seq, &out);
+    cp_handler_reply(ctx, peer, peer_len, env->seq, &out);
     if (s && dir >= 0 && strcmp(s->worker, w->id) == 0)
         cp_sip_dispatch(ctx, s, CP_EV_LEG_EVENT, (cp_dir_t)dir, 0);
 }
@@ -338,7 +267,7 @@ static void s_on_query(cp_context_t *ctx, const void *peer, size_t peer_len,
         if (n)
             cp_sessions_foreach_limit(ctx->sessions, s_add_session, &q, n);
     } else {
-        s_error_reply(ctx, peer, peer_len, env->seq,
+        cp_handler_error(ctx, peer, peer_len, env->seq,
                       IMSPLIT__V1__ERROR_CODE__ERROR_MALFORMED,
                       "unknown query kind");
         return;
@@ -346,10 +275,44 @@ static void s_on_query(cp_context_t *ctx, const void *peer, size_t peer_len,
     Imsplit__V1__Envelope out = IMSPLIT__V1__ENVELOPE__INIT;
     out.body_case = IMSPLIT__V1__ENVELOPE__BODY_QUERY_RESULT;
     out.query_result = &res;
-    s_reply(ctx, peer, peer_len, env->seq, &out);
+    cp_handler_reply(ctx, peer, peer_len, env->seq, &out);
 out:
     free(storage);
     free(ptrs);
+}
+
+/* A message from a registered worker of its current epoch. */
+static void s_from_worker(cp_context_t *ctx, cp_worker_t *w, const void *peer,
+                          size_t peer_len, const im_env_t *env)
+{
+    switch (env->body_case) {
+    case IMSPLIT__V1__ENVELOPE__BODY_HEARTBEAT:
+        cp_workers_on_heartbeat(ctx, w, env);
+        break;
+    case IMSPLIT__V1__ENVELOPE__BODY_ALLOCATE_LEG_RESULT:
+        s_on_allocate_result(ctx, w, env);
+        break;
+    case IMSPLIT__V1__ENVELOPE__BODY_RELEASE_LEG_RESULT:
+        s_on_release_result(ctx, w, env);
+        break;
+    case IMSPLIT__V1__ENVELOPE__BODY_CONNECT_LEG_RESULT:
+        s_on_connect_result(ctx, w, env);
+        break;
+    case IMSPLIT__V1__ENVELOPE__BODY_LEG_EVENT:
+        s_on_leg_event(ctx, w, peer, peer_len, env);
+        break;
+    case IMSPLIT__V1__ENVELOPE__BODY_INVENTORY:
+        cp_workers_on_inventory(ctx, w, env);
+        break;
+    case IMSPLIT__V1__ENVELOPE__BODY_DRAIN_RESULT:
+        cp_workers_on_drain_result(ctx, w, env);
+        break;
+    case IMSPLIT__V1__ENVELOPE__BODY_DEREGISTER:
+        cp_workers_on_deregister(ctx, w, env); /* frees w */
+        break;
+    default:
+        break;
+    }
 }
 
 void cp_handler_frame(cp_context_t *ctx, const void *peer, size_t peer_len,
@@ -375,7 +338,7 @@ void cp_handler_frame(cp_context_t *ctx, const void *peer, size_t peer_len,
                     im_proto_err_name(err), im_log_quote(q, sizeof(q), peer_id),
                     len, im_log_quote(why, sizeof(why), why));
         if (err == IM_PROTO_VERSION && env)
-            s_error_reply(ctx, peer, peer_len, env->seq,
+            cp_handler_error(ctx, peer, peer_len, env->seq,
                           IMSPLIT__V1__ERROR_CODE__ERROR_UNSUPPORTED_VERSION,
                           "unsupported major version");
         im_proto_free(env);
@@ -385,43 +348,13 @@ void cp_handler_frame(cp_context_t *ctx, const void *peer, size_t peer_len,
     cp_worker_t *w = cp_pool_find(ctx->pool, peer_id);
     switch (env->body_case) {
     case IMSPLIT__V1__ENVELOPE__BODY_REGISTER:
-        s_on_register(ctx, peer_id, peer, peer_len, env);
+        cp_workers_on_register(ctx, peer_id, peer, peer_len, env);
         break;
     case IMSPLIT__V1__ENVELOPE__BODY_QUERY:
         s_on_query(ctx, peer, peer_len, env);
         break;
-    case IMSPLIT__V1__ENVELOPE__BODY_HEARTBEAT:
-    case IMSPLIT__V1__ENVELOPE__BODY_ALLOCATE_LEG_RESULT:
-    case IMSPLIT__V1__ENVELOPE__BODY_CONNECT_LEG_RESULT:
-    case IMSPLIT__V1__ENVELOPE__BODY_RELEASE_LEG_RESULT:
-    case IMSPLIT__V1__ENVELOPE__BODY_LEG_EVENT:
-        if (!w || w->state == CP_WORKER_DEAD || w->epoch != env->sender_epoch) {
-            /* A worker we do not know (or that we declared dead) must
-             * register again before anything it says is trusted. */
-            IM_LOG_INFO("event=unregistered_peer peer=%s body=%s", peer_id,
-                        im_proto_body_name((int)env->body_case));
-            s_error_reply(ctx, peer, peer_len, env->seq,
-                          IMSPLIT__V1__ERROR_CODE__ERROR_NOT_REGISTERED,
-                          "register first");
-            break;
-        }
-        w->last_seen_ms = im_clock_ms();
-        if (env->body_case == IMSPLIT__V1__ENVELOPE__BODY_HEARTBEAT) {
-            w->legs_active = env->heartbeat->legs_active;
-            w->sockets_open = env->heartbeat->sockets_open;
-            w->buffer_bytes = env->heartbeat->buffer_bytes;
-        } else if (env->body_case ==
-                   IMSPLIT__V1__ENVELOPE__BODY_ALLOCATE_LEG_RESULT) {
-            s_on_allocate_result(ctx, w, env);
-        } else if (env->body_case ==
-                   IMSPLIT__V1__ENVELOPE__BODY_RELEASE_LEG_RESULT) {
-            s_on_release_result(ctx, w, env);
-        } else if (env->body_case ==
-                   IMSPLIT__V1__ENVELOPE__BODY_CONNECT_LEG_RESULT) {
-            s_on_connect_result(ctx, w, env);
-        } else {
-            s_on_leg_event(ctx, w, peer, peer_len, env);
-        }
+    case IMSPLIT__V1__ENVELOPE__BODY_DRAIN:
+        cp_workers_on_drain_request(ctx, peer, peer_len, env);
         break;
     case IMSPLIT__V1__ENVELOPE__BODY_ERROR:
         IM_LOG_WARN("event=peer_error peer=%s code=%d message=%s reply_to=%"
@@ -429,18 +362,34 @@ void cp_handler_frame(cp_context_t *ctx, const void *peer, size_t peer_len,
                     env->error->message ? env->error->message : "",
                     env->reply_to);
         break;
+    case IMSPLIT__V1__ENVELOPE__BODY_HEARTBEAT:
+    case IMSPLIT__V1__ENVELOPE__BODY_ALLOCATE_LEG_RESULT:
+    case IMSPLIT__V1__ENVELOPE__BODY_CONNECT_LEG_RESULT:
+    case IMSPLIT__V1__ENVELOPE__BODY_RELEASE_LEG_RESULT:
+    case IMSPLIT__V1__ENVELOPE__BODY_LEG_EVENT:
     case IMSPLIT__V1__ENVELOPE__BODY_INVENTORY:
     case IMSPLIT__V1__ENVELOPE__BODY_DRAIN_RESULT:
-        if (w)
-            w->last_seen_ms = im_clock_ms();
+    case IMSPLIT__V1__ENVELOPE__BODY_DEREGISTER:
+        if (!w || w->state == CP_WORKER_DEAD || w->epoch != env->sender_epoch) {
+            /* A worker we do not know (or that we declared dead) must
+             * register again before anything it says is trusted. */
+            IM_LOG_INFO("event=unregistered_peer peer=%s body=%s", peer_id,
+                        im_proto_body_name((int)env->body_case));
+            cp_handler_error(ctx, peer, peer_len, env->seq,
+                             IMSPLIT__V1__ERROR_CODE__ERROR_NOT_REGISTERED,
+                             "register first");
+            break;
+        }
+        w->last_seen_ms = im_clock_ms();
+        s_from_worker(ctx, w, peer, peer_len, env);
         break;
     default:
         im_metric_inc(ctx->metrics->protocol_errors_total);
         IM_LOG_WARN("event=protocol_error kind=unexpected_body peer=%s body=%s",
                     peer_id, im_proto_body_name((int)env->body_case));
-        s_error_reply(ctx, peer, peer_len, env->seq,
-                      IMSPLIT__V1__ERROR_CODE__ERROR_UNKNOWN_BODY,
-                      "body not accepted by the CP");
+        cp_handler_error(ctx, peer, peer_len, env->seq,
+                         IMSPLIT__V1__ERROR_CODE__ERROR_UNKNOWN_BODY,
+                         "body not accepted by the CP");
         break;
     }
     im_proto_free(env);
@@ -448,6 +397,10 @@ void cp_handler_frame(cp_context_t *ctx, const void *peer, size_t peer_len,
 
 void cp_handler_command_failed(cp_context_t *ctx, const cp_cmd_info_t *info)
 {
+    if (info->body_case == IMSPLIT__V1__ENVELOPE__BODY_AUDIT) {
+        cp_workers_audit_failed(ctx, info->worker);
+        return;
+    }
     cp_session_t *s = cp_session_find(ctx->sessions, info->session_id);
     if (!s)
         return;
@@ -465,47 +418,13 @@ void cp_handler_command_failed(cp_context_t *ctx, const cp_cmd_info_t *info)
     }
 }
 
-static void s_send_heartbeat(cp_worker_t *w, void *arg)
-{
-    cp_context_t *ctx = arg;
-    if (w->state == CP_WORKER_DEAD)
-        return;
-    Imsplit__V1__Envelope env = IMSPLIT__V1__ENVELOPE__INIT;
-    Imsplit__V1__Heartbeat hb = IMSPLIT__V1__HEARTBEAT__INIT;
-    env.body_case = IMSPLIT__V1__ENVELOPE__BODY_HEARTBEAT;
-    env.heartbeat = &hb;
-    (void)cp_path_send(ctx->path, w->id, strlen(w->id), &env);
-}
-
-static void s_on_dead(cp_worker_t *w, void *arg)
-{
-    s_worker_lost((cp_context_t *)arg, w, "missed_heartbeats");
-}
-
-static void s_on_tick(im_timer_t *t, void *arg)
-{
-    cp_context_t *ctx = arg;
-    uint64_t now = im_clock_ms();
-    cp_pool_expire(ctx->pool, now,
-                   (uint64_t)ctx->cfg.heartbeat_ms * ctx->cfg.liveness,
-                   s_on_dead, ctx);
-    cp_pool_foreach(ctx->pool, s_send_heartbeat, ctx);
-    cp_handler_update_gauges(ctx);
-    im_metrics_loop_tick(ctx->metrics->reg, now);
-    cp_timer_arm_in(ctx->timers, t, ctx->cfg.heartbeat_ms);
-}
-
 int cp_handler_start(cp_context_t *ctx)
 {
-    s_tick_ctx = ctx;
-    im_timer_init(&s_tick, s_on_tick, ctx);
-    cp_timer_arm_in(ctx->timers, &s_tick, 0);
+    cp_workers_start(ctx);
     return 0;
 }
 
 void cp_handler_stop(cp_context_t *ctx)
 {
-    if (s_tick_ctx == ctx)
-        cp_timer_cancel(ctx->timers, &s_tick);
-    s_tick_ctx = NULL;
+    cp_workers_stop(ctx);
 }

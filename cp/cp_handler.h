@@ -5,6 +5,7 @@
 #define CP_HANDLER_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "cp_context.h"
 #include "cp_path.h"
@@ -19,6 +20,12 @@ void cp_handler_command_failed(cp_context_t *ctx, const cp_cmd_info_t *info);
 /* Starts the heartbeat/liveness tick; stop before the context goes. */
 int cp_handler_start(cp_context_t *ctx);
 void cp_handler_stop(cp_context_t *ctx);
+
+/* Sends env (header filled by cp_path) as the answer to reply_to. */
+void cp_handler_reply(cp_context_t *ctx, const void *peer, size_t peer_len,
+                      uint64_t reply_to, im_env_t *env);
+void cp_handler_error(cp_context_t *ctx, const void *peer, size_t peer_len,
+                      uint64_t reply_to, int code, const char *msg);
 
 /* Recomputes gauges derived from tables (sessions, workers by state). */
 void cp_handler_update_gauges(cp_context_t *ctx);

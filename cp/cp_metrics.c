@@ -63,6 +63,17 @@ cp_metrics_t *cp_metrics_new(void)
         "imsplit_cp_sessions_worker_lost_total",
         "Sessions ended because their worker was lost or restarted",
         IM_METRIC_COUNTER, NULL);
+    m->audit_mismatches_total[0] = im_metrics_add(r,
+        "imsplit_cp_audit_mismatches_total",
+        "Legs found by an audit on one side only", IM_METRIC_COUNTER,
+        "kind=\"worker_only\"");
+    m->audit_mismatches_total[1] = im_metrics_add(r,
+        "imsplit_cp_audit_mismatches_total",
+        "Legs found by an audit on one side only", IM_METRIC_COUNTER,
+        "kind=\"cp_only\"");
+    m->workers_left_total = im_metrics_add(r, "imsplit_cp_workers_left_total",
+        "Workers that deregistered (drained or shut down)", IM_METRIC_COUNTER,
+        NULL);
     /* Every series is part of the operator interface: a registration that
      * failed must stop the daemon, not leave a hole in /metrics. */
     const im_metric_t *all[] = {
@@ -73,6 +84,8 @@ cp_metrics_t *cp_metrics_new(void)
         m->refreshes_received_total, m->invites_rejected_total,
         m->protocol_errors_total, m->commands_resent_total,
         m->commands_failed_total, m->sessions_worker_lost_total,
+        m->audit_mismatches_total[0], m->audit_mismatches_total[1],
+        m->workers_left_total,
     };
     for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
         if (!all[i])

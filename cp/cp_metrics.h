@@ -21,6 +21,8 @@ struct cp_metrics {
     im_metric_t *commands_resent_total;
     im_metric_t *commands_failed_total;
     im_metric_t *sessions_worker_lost_total;
+    im_metric_t *audit_mismatches_total[2]; /* worker_only, cp_only */
+    im_metric_t *workers_left_total;        /* Deregister received */
 };
 typedef struct cp_metrics cp_metrics_t;
 

@@ -315,18 +315,34 @@ uint64_t cp_path_command(cp_path_t *p, const char *worker, im_env_t *env,
     return c->info.seq;
 }
 
+static cp_cmd_t *s_find(const cp_path_t *p, const char *worker,
+                        uint64_t seq)
+{
+    for (cp_cmd_t *c = p->buckets[s_bucket(p, seq)]; c; c = c->hnext)
+        if (c->info.seq == seq && strcmp(c->info.worker, worker) == 0)
+            return c;
+    return NULL;
+}
+
+bool cp_path_peek(const cp_path_t *p, const char *worker, uint64_t reply_to,
+                  cp_cmd_info_t *out)
+{
+    const cp_cmd_t *c = s_find(p, worker, reply_to);
+    if (c)
+        *out = c->info;
+    return c != NULL;
+}
+
 bool cp_path_complete(cp_path_t *p, const char *worker, uint64_t reply_to,
                       cp_cmd_info_t *out)
 {
-    for (cp_cmd_t *c = p->buckets[s_bucket(p, reply_to)]; c; c = c->hnext) {
-        if (c->info.seq != reply_to || strcmp(c->info.worker, worker) != 0)
-            continue;
-        *out = c->info;
-        s_unlink(p, c);
-        s_cmd_free(c);
-        return true;
-    }
-    return false;
+    cp_cmd_t *c = s_find(p, worker, reply_to);
+    if (!c)
+        return false;
+    *out = c->info;
+    s_unlink(p, c);
+    s_cmd_free(c);
+    return true;
 }
 
 void cp_path_forget_worker(cp_path_t *p, const char *worker)
@@ -342,6 +358,11 @@ void cp_path_forget_worker(cp_path_t *p, const char *worker)
             c = next;
         }
     }
+}
+
+uint64_t cp_path_last_seq(const cp_path_t *p)
+{
+    return p->seq;
 }
 
 size_t cp_path_pending(const cp_path_t *p)

@@ -50,10 +50,17 @@ int cp_path_send(cp_path_t *p, const void *peer, size_t peer_len,
 bool cp_path_complete(cp_path_t *p, const char *worker, uint64_t reply_to,
                       cp_cmd_info_t *out);
 
+/* Like cp_path_complete, but leaves the command pending (an answer in
+ * several parts: Inventory pages before the last). */
+bool cp_path_peek(const cp_path_t *p, const char *worker, uint64_t reply_to,
+                  cp_cmd_info_t *out);
+
 /* Drops every pending command to a worker (it died); nothing is called. */
 void cp_path_forget_worker(cp_path_t *p, const char *worker);
 
 size_t cp_path_pending(const cp_path_t *p);
+/* The seq of the last message sent (0: none yet). */
+uint64_t cp_path_last_seq(const cp_path_t *p);
 /* Pending ReleaseLeg commands (for imsplit_cp_releases_pending). */
 size_t cp_path_pending_releases(const cp_path_t *p);
 

@@ -58,6 +58,7 @@ cp_worker_t *cp_pool_register(cp_pool_t *pool, const char *id, uint64_t epoch,
         *restarted = w->epoch != epoch || w->state == CP_WORKER_DEAD;
         if (w->epoch != epoch)
             w->state = CP_WORKER_LIVE;
+        w->audit_seq = 0;
     } else {
         w = calloc(1, sizeof(*w));
         if (!w)
@@ -102,15 +103,14 @@ void cp_pool_count(const cp_pool_t *pool, size_t counts[3])
         counts[w->state]++;
 }
 
-void cp_pool_expire(cp_pool_t *pool, uint64_t now_ms, uint64_t timeout_ms,
-                    void (*fn)(cp_worker_t *w, void *arg), void *arg)
+void cp_pool_remove(cp_pool_t *pool, cp_worker_t *w)
 {
-    for (cp_worker_t *w = pool->head; w; w = w->next) {
-        if (w->state == CP_WORKER_DEAD)
-            continue;
-        if (now_ms - w->last_seen_ms > timeout_ms) {
-            w->state = CP_WORKER_DEAD;
-            fn(w, arg);
+    for (cp_worker_t **pp = &pool->head; *pp; pp = &(*pp)->next) {
+        if (*pp == w) {
+            *pp = w->next;
+            pool->size--;
+            free(w);
+            return;
         }
     }
 }

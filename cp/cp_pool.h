@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "im_timer.h"
+
 #define CP_WORKER_ID_MAX 64
 
 typedef enum {
@@ -31,6 +33,8 @@ typedef struct cp_worker {
     uint64_t buffer_bytes;
     uint32_t sessions;    /* sessions the CP has placed on it */
     uint64_t last_seen_ms;
+    im_timer_t liveness;  /* fires when the worker has been silent too long */
+    uint64_t audit_seq;   /* Audit in flight (0: none) */
     struct cp_worker *next;
 } cp_worker_t;
 
@@ -43,7 +47,9 @@ cp_worker_t *cp_pool_find(const cp_pool_t *pool, const char *id);
 
 /* Adds or refreshes a worker on Register. *restarted is set when the worker
  * was known with another epoch (its legs are gone), or came back from dead.
- * NULL on allocation failure or an id that does not fit. */
+ * A new epoch is live; the same epoch keeps draining if it was. NULL on
+ * allocation failure or an id that does not fit. The liveness timer of a
+ * new worker is initialised with no callback: the caller sets it. */
 cp_worker_t *cp_pool_register(cp_pool_t *pool, const char *id, uint64_t epoch,
                               const char *msrp_address, uint32_t capacity,
                               uint64_t now_ms, bool *restarted);
@@ -55,10 +61,8 @@ cp_worker_t *cp_pool_pick(const cp_pool_t *pool);
 /* Counts of workers by state, indexed by cp_worker_state_t. */
 void cp_pool_count(const cp_pool_t *pool, size_t counts[3]);
 
-/* Marks live workers whose last message is older than `timeout_ms` as dead
- * and calls fn for each of them. */
-void cp_pool_expire(cp_pool_t *pool, uint64_t now_ms, uint64_t timeout_ms,
-                    void (*fn)(cp_worker_t *w, void *arg), void *arg);
+/* Unlinks and frees a worker (its timer must not be armed). */
+void cp_pool_remove(cp_pool_t *pool, cp_worker_t *w);
 
 void cp_pool_foreach(cp_pool_t *pool, void (*fn)(cp_worker_t *w, void *arg),
                      void *arg);

@@ -373,13 +373,7 @@ static void s_on_terminating(cp_session_t *s, cp_sess_event_t ev,
         }
         break;
     case CP_EV_WORKER_LOST:
-        /* The legs died with the worker: nothing is left to release. */
-        for (int d = 0; d < CP_DIR_COUNT; d++) {
-            cp_leg_t *l = &s->legs[d];
-            if (l->media != CP_MEDIA_NONE)
-                l->media = CP_MEDIA_RELEASED;
-            l->release_wanted = false;
-        }
+        /* s_media_lost() has run: nothing is left to release. */
         break;
     case CP_EV_CLIENT_ACK:
     case CP_EV_CLIENT_NO_ACK:
@@ -396,6 +390,20 @@ static void s_on_terminating(cp_session_t *s, cp_sess_event_t ev,
     }
 }
 
+/* The worker holding the legs died or restarted: the legs went with it,
+ * and no allocation or release in flight will ever be answered. */
+static void s_media_lost(cp_session_t *s)
+{
+    for (int d = 0; d < CP_DIR_COUNT; d++) {
+        cp_leg_t *l = &s->legs[d];
+        if (l->media == CP_MEDIA_ALLOCATING)
+            l->media = CP_MEDIA_NONE;
+        else if (l->media != CP_MEDIA_NONE)
+            l->media = CP_MEDIA_RELEASED;
+        l->release_wanted = false;
+    }
+}
+
 cp_sess_state_t cp_session_dispatch(cp_session_t *s, cp_sess_event_t ev,
                                     cp_dir_t dir, int status,
                                     const cp_session_ops_t *ops, void *ctx)
@@ -406,6 +414,8 @@ cp_sess_state_t cp_session_dispatch(cp_session_t *s, cp_sess_event_t ev,
                  " state=%s ev=%s dir=%s status=%d",
                  s->id, cp_sess_state_name(s->state), cp_sess_event_name(ev),
                  cp_dir_name(dir), status);
+    if (ev == CP_EV_WORKER_LOST && s->state != CP_SESS_CLOSED)
+        s_media_lost(s);
     /* Media results can arrive in any state before the session ends. */
     if ((ev == CP_EV_RELEASED || ev == CP_EV_ALLOC_FAILED) &&
         s->state != CP_SESS_ALLOCATING && s->state != CP_SESS_TERMINATING) {

@@ -137,6 +137,9 @@ typedef struct cp_leg {
     im_timer_t st_timer;
     uint32_t refresh_se;   /* SE asked for in the refresh in flight */
     bool refreshing;       /* orq is a refresh (UPDATE/re-INVITE) */
+
+    /* Audit: seq of the last Audit whose inventory listed this leg. */
+    uint64_t audit_seq;
 } cp_leg_t;
 
 struct cp_session {
@@ -153,6 +156,8 @@ struct cp_session {
     uint32_t ctrl_se_sent; /* Session-Expires sent in the controlling INVITE */
     unsigned ctrl_422_retries;
     uint64_t created_ms;
+    uint64_t ready_seq;    /* last seq the CP had sent when a leg became
+                              ready: audits sent later must list it */
 
     cp_session_t *hnext; /* session table chain, then the reap list */
     void *owner;         /* opaque back-pointer for the ops (cp_context_t) */

@@ -325,13 +325,40 @@ static void test_worker_lost_ends_without_waiting(void **st)
 {
     (void)st;
     cp_session_t *s = established();
-    s_f.release_rc = -1; /* the worker is unreachable */
     ev(s, CP_EV_WORKER_LOST, CP_DIR_CLIENT, 0);
     assert_int_equal(s_f.byes[0], 1);
     assert_int_equal(s_f.byes[1], 1);
     ev(s, CP_EV_BYE_DONE, CP_DIR_CLIENT, 200);
     assert_int_equal(ev(s, CP_EV_BYE_DONE, CP_DIR_CONTROLLING, 200),
                      CP_SESS_CLOSED);
+    /* The legs went with the worker: nothing is sent to it. */
+    assert_int_equal(s_f.releases[0] + s_f.releases[1], 0);
+}
+
+static void test_worker_lost_while_allocating(void **st)
+{
+    (void)st;
+    cp_session_t *s = new_session();
+    ev(s, CP_EV_ALLOCATED, CP_DIR_CLIENT, 0);
+    /* The controlling allocation will never be answered. */
+    assert_int_equal(ev(s, CP_EV_WORKER_LOST, CP_DIR_CLIENT, 0),
+                     CP_SESS_CLOSED);
+    assert_int_equal(s_f.last_reject, 503);
+    assert_int_equal(s_f.releases[0] + s_f.releases[1], 0);
+}
+
+static void test_worker_lost_while_releasing(void **st)
+{
+    (void)st;
+    cp_session_t *s = established();
+    ev(s, CP_EV_TIMER_EXPIRED, CP_DIR_CLIENT, 0);
+    ev(s, CP_EV_BYE_DONE, CP_DIR_CLIENT, 200);
+    assert_int_equal(s_f.releases[CP_DIR_CLIENT], 1);
+    /* The client release will never be acknowledged. */
+    ev(s, CP_EV_WORKER_LOST, CP_DIR_CLIENT, 0);
+    assert_int_equal(ev(s, CP_EV_BYE_DONE, CP_DIR_CONTROLLING, 200),
+                     CP_SESS_CLOSED);
+    assert_int_equal(s_f.releases[CP_DIR_CONTROLLING], 0);
 }
 
 static void test_unexpected_events_are_counted_not_fatal(void **st)
@@ -455,6 +482,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_alloc_failure_rejects_503, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_worker_lost_ends_without_waiting,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_worker_lost_while_allocating,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_worker_lost_while_releasing,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_unexpected_events_are_counted_not_fatal, setup, teardown),
