@@ -13,6 +13,12 @@
  * fail with EAGAIN. */
 #define IM_ZMQ_HWM 100000
 
+/* libzmq 4.3 implements this option in every build, but zmq.h only defines
+ * it under ZMQ_BUILD_DRAFT_API. */
+#ifndef ZMQ_ZAP_ENFORCE_DOMAIN
+#define ZMQ_ZAP_ENFORCE_DOMAIN 93
+#endif
+
 static int s_set_int(void *sock, int opt, int value, const char *name,
                      const char *endpoint)
 {
@@ -44,6 +50,69 @@ static int s_common_opts(void *sock, const char *endpoint)
     return 0;
 }
 
+static int s_set_bytes(void *sock, int opt, const void *value, size_t len,
+                       const char *name, const char *endpoint)
+{
+    if (zmq_setsockopt(sock, opt, value, len) == 0)
+        return 0;
+    int err = errno;
+    IM_LOG_ERROR("event=zmq_setsockopt_failed option=%s endpoint=%s err=\"%s\"",
+                 name, endpoint, zmq_strerror(err));
+    errno = err;
+    return -1;
+}
+
+static int s_curve_supported(const char *endpoint)
+{
+    if (zmq_has("curve"))
+        return 0;
+    IM_LOG_ERROR("event=zmq_curve_failed endpoint=%s "
+                 "err=\"libzmq was built without CURVE\"", endpoint);
+    errno = ENOTSUP;
+    return -1;
+}
+
+static int s_curve_server_opts(void *sock, const char *endpoint,
+                               const im_zmq_curve_t *curve)
+{
+    if (s_curve_supported(endpoint) < 0)
+        return -1;
+    if (!curve->zap_domain || !curve->zap_domain[0]) {
+        IM_LOG_ERROR("event=zmq_curve_failed endpoint=%s "
+                     "err=\"no ZAP domain\"", endpoint);
+        errno = EINVAL;
+        return -1;
+    }
+    if (s_set_int(sock, ZMQ_CURVE_SERVER, 1, "curve_server", endpoint) < 0 ||
+        s_set_bytes(sock, ZMQ_CURVE_SECRETKEY, curve->secret_key.b,
+                    sizeof(curve->secret_key.b), "curve_secretkey",
+                    endpoint) < 0 ||
+        s_set_bytes(sock, ZMQ_ZAP_DOMAIN, curve->zap_domain,
+                    strlen(curve->zap_domain), "zap_domain", endpoint) < 0 ||
+        s_set_int(sock, ZMQ_ZAP_ENFORCE_DOMAIN, 1, "zap_enforce_domain",
+                  endpoint) < 0)
+        return -1;
+    return 0;
+}
+
+static int s_curve_client_opts(void *sock, const char *endpoint,
+                               const im_zmq_curve_t *curve)
+{
+    if (s_curve_supported(endpoint) < 0)
+        return -1;
+    if (s_set_bytes(sock, ZMQ_CURVE_SERVERKEY, curve->server_key.b,
+                    sizeof(curve->server_key.b), "curve_serverkey",
+                    endpoint) < 0 ||
+        s_set_bytes(sock, ZMQ_CURVE_PUBLICKEY, curve->public_key.b,
+                    sizeof(curve->public_key.b), "curve_publickey",
+                    endpoint) < 0 ||
+        s_set_bytes(sock, ZMQ_CURVE_SECRETKEY, curve->secret_key.b,
+                    sizeof(curve->secret_key.b), "curve_secretkey",
+                    endpoint) < 0)
+        return -1;
+    return 0;
+}
+
 static void s_close_keep_errno(void *sock)
 {
     int err = errno;
@@ -52,6 +121,12 @@ static void s_close_keep_errno(void *sock)
 }
 
 void *im_zmq_router_bind(void *ctx, const char *endpoint)
+{
+    return im_zmq_router_bind_opts(ctx, endpoint, NULL);
+}
+
+void *im_zmq_router_bind_opts(void *ctx, const char *endpoint,
+                              const im_zmq_curve_t *curve)
 {
     void *sock;
 
@@ -71,6 +146,8 @@ void *im_zmq_router_bind(void *ctx, const char *endpoint)
         s_set_int(sock, ZMQ_ROUTER_HANDOVER, 1, "router_handover",
                   endpoint) < 0)
         goto fail;
+    if (curve && s_curve_server_opts(sock, endpoint, curve) < 0)
+        goto fail;
     if (zmq_bind(sock, endpoint) != 0) {
         IM_LOG_ERROR("event=zmq_bind_failed endpoint=%s err=\"%s\"", endpoint,
                      zmq_strerror(errno));
@@ -84,6 +161,13 @@ fail:
 
 void *im_zmq_dealer_connect(void *ctx, const char *endpoint,
                             const char *routing_id)
+{
+    return im_zmq_dealer_connect_opts(ctx, endpoint, routing_id, NULL);
+}
+
+void *im_zmq_dealer_connect_opts(void *ctx, const char *endpoint,
+                                 const char *routing_id,
+                                 const im_zmq_curve_t *curve)
 {
     void *sock;
 
@@ -117,6 +201,8 @@ void *im_zmq_dealer_connect(void *ctx, const char *endpoint,
             goto fail;
         }
     }
+    if (curve && s_curve_client_opts(sock, endpoint, curve) < 0)
+        goto fail;
     if (zmq_connect(sock, endpoint) != 0) {
         IM_LOG_ERROR("event=zmq_connect_failed endpoint=%s err=\"%s\"",
                      endpoint, zmq_strerror(errno));

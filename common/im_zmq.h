@@ -5,13 +5,40 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "im_curve.h"
+
+/* CURVE settings for one socket; keys are binary (im_curve_key_load).
+ * libzmq copies them when the socket is created, so the struct may be
+ * cleared (im_curve_key_clear) as soon as the call returns. */
+typedef struct {
+    im_curve_key_t secret_key; /* own secret key (ROUTER and DEALER) */
+    im_curve_key_t public_key; /* DEALER: own public key */
+    im_curve_key_t server_key; /* DEALER: the ROUTER's public key */
+    const char *zap_domain;    /* ROUTER: ZAP domain, non-empty */
+} im_zmq_curve_t;
+
 /* A ROUTER bound to endpoint with ROUTER_MANDATORY, ROUTER_HANDOVER,
  * LINGER 0, HANDSHAKE_IVL, MAXMSGSIZE = IM_PROTO_MAX_FRAME. NULL on error
- * (errno set, reason logged). */
+ * (errno set, reason logged). Same as im_zmq_router_bind_opts(.., NULL). */
 void *im_zmq_router_bind(void *ctx, const char *endpoint);
-/* A DEALER with the given routing id connected to endpoint, same options. */
+/* As im_zmq_router_bind; with `curve` non-NULL the ROUTER is a CURVE server
+ * (CURVE_SERVER, CURVE_SECRETKEY, ZAP_DOMAIN and ZAP_ENFORCE_DOMAIN, all set
+ * before the bind). ZAP_ENFORCE_DOMAIN makes every handshake fail unless a
+ * ZAP handler is bound in ctx, so start one first (im_zap_start): CURVE
+ * alone would admit any client that knows the server's public key. */
+void *im_zmq_router_bind_opts(void *ctx, const char *endpoint,
+                              const im_zmq_curve_t *curve);
+/* A DEALER with the given routing id connected to endpoint, same options.
+ * Same as im_zmq_dealer_connect_opts(.., NULL). */
 void *im_zmq_dealer_connect(void *ctx, const char *endpoint,
                             const char *routing_id);
+/* As im_zmq_dealer_connect; with `curve` non-NULL the DEALER is a CURVE
+ * client (CURVE_SERVERKEY, CURVE_PUBLICKEY, CURVE_SECRETKEY set before the
+ * connect). A refused handshake is not reported: messages stay queued while
+ * the socket keeps reconnecting. */
+void *im_zmq_dealer_connect_opts(void *ctx, const char *endpoint,
+                                 const char *routing_id,
+                                 const im_zmq_curve_t *curve);
 /* Closes the socket and NULLs the pointer. NULL-safe. */
 void im_zmq_close(void **sock_p);
 /* True if the socket has a message waiting (ZMQ_EVENTS & ZMQ_POLLIN). */

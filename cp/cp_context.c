@@ -6,7 +6,7 @@
 
 static const char *s_default_sip = "udp:127.0.0.1:5060";
 
-#define CP_NOPTS 16
+#define CP_NOPTS 18
 
 /* One option table for parsing and for --help. */
 static void s_options(cp_config_t *cfg, im_opt_t *opts)
@@ -38,6 +38,12 @@ static void s_options(cp_config_t *cfg, im_opt_t *opts)
         {"audit-ms", IM_OPT_UINT, &cfg->audit_ms, 0, 86400000,
          "compare leg inventories with each worker this often, ms "
          "(also after every registration; 0: only then)"},
+        {"curve-secret", IM_OPT_STRING, &cfg->curve_secret, 0, 0,
+         "CURVE-encrypt the control channel with this secret key "
+         "(key file or Z85 text); off when unset"},
+        {"curve-allow", IM_OPT_LIST, &cfg->curve_allow, 0, 0,
+         "public keys admitted with CURVE: a key, a file of keys, or a "
+         "directory of *.pub files; repeatable"},
         {"node-id", IM_OPT_STRING, &cfg->node_id, 0, 0,
          "sender id of the CP on the control channel"},
         {"log-level", IM_OPT_STRING, &cfg->log_level, 0, 0,
@@ -79,6 +85,15 @@ int cp_config_load(cp_config_t *cfg, int argc, char **argv, char *err,
         cfg->sip.items[0] = s_default_sip;
         cfg->sip.count = 1;
     }
+    if (!cfg->curve_secret && cfg->curve_allow.count) {
+        snprintf(err, err_size, "--curve-allow needs --curve-secret");
+        return -EINVAL;
+    }
+    if (cfg->curve_secret && !cfg->curve_allow.count) {
+        snprintf(err, err_size, "--curve-secret needs --curve-allow: with "
+                 "CURVE on, only listed keys are admitted");
+        return -EINVAL;
+    }
     if (cfg->min_se > cfg->session_expires) {
         snprintf(err, err_size, "--min-se %u is larger than --session-expires %u",
                  cfg->min_se, cfg->session_expires);
@@ -99,4 +114,5 @@ void cp_config_usage(const char *prog)
 void cp_config_release(cp_config_t *cfg)
 {
     im_strlist_free(&cfg->sip);
+    im_strlist_free(&cfg->curve_allow);
 }

@@ -12,6 +12,7 @@
 #include "cp_metrics.h"
 #include "cp_timer.h"
 #include "im_clock.h"
+#include "im_curve.h"
 #include "im_log.h"
 #include "im_zmq.h"
 
@@ -28,6 +29,7 @@ typedef struct cp_cmd {
 struct cp_path {
     cp_context_t *ctx;
     void *zctx;
+    im_zap_t *zap; /* CURVE on: admits listed worker keys */
     void *router;
     su_wait_t wait;
     int wait_index;
@@ -124,6 +126,39 @@ static void s_drain_loop(cp_path_t *p)
     }
 }
 
+/* The ROUTER, as a CURVE server behind the ZAP handler when a secret key
+ * is configured. Fails closed: with CURVE asked for, any problem with the
+ * keys or the handler stops the start. */
+static void *s_bind(cp_path_t *p, const cp_config_t *cfg)
+{
+    if (!cfg->curve_secret)
+        return im_zmq_router_bind(p->zctx, cfg->ctl);
+    char err[256];
+    im_zmq_curve_t curve = {.zap_domain = "imsplit"};
+    if (im_curve_key_load(cfg->curve_secret, IM_CURVE_SECRET,
+                          &curve.secret_key, err, sizeof(err)) < 0) {
+        IM_LOG_ERROR("event=curve_failed why=\"%s\"", err);
+        return NULL;
+    }
+    im_curve_allow_t *allow = im_curve_allow_load(
+        cfg->curve_allow.items, cfg->curve_allow.count, err, sizeof(err));
+    if (!allow) {
+        IM_LOG_ERROR("event=curve_failed why=\"%s\"", err);
+        im_curve_key_clear(&curve.secret_key);
+        return NULL;
+    }
+    p->zap = im_zap_start(p->zctx, allow, curve.zap_domain);
+    size_t keys = im_curve_allow_count(allow);
+    im_curve_allow_destroy(&allow);
+    void *router = p->zap ? im_zmq_router_bind_opts(p->zctx, cfg->ctl, &curve)
+                          : NULL;
+    im_curve_key_clear(&curve.secret_key);
+    if (router)
+        IM_LOG_INFO("event=curve_on endpoint=%s allowed_keys=%zu", cfg->ctl,
+                    keys);
+    return router;
+}
+
 cp_path_t *cp_path_new(cp_context_t *ctx)
 {
     cp_path_t *p = calloc(1, sizeof(*p));
@@ -137,7 +172,7 @@ cp_path_t *cp_path_new(cp_context_t *ctx)
     p->zctx = zmq_ctx_new();
     if (!p->buckets || !p->zctx)
         goto fail;
-    p->router = im_zmq_router_bind(p->zctx, ctx->cfg.ctl);
+    p->router = s_bind(p, &ctx->cfg);
     if (!p->router)
         goto fail;
     int fd;
@@ -189,6 +224,7 @@ void cp_path_destroy(cp_path_t **p_p)
         su_root_deregister(p->ctx->root, p->wait_index);
     }
     im_zmq_close(&p->router);
+    im_zap_stop(&p->zap);
     if (p->zctx)
         zmq_ctx_term(p->zctx);
     free(p);
