@@ -6,7 +6,8 @@
  * Values that may contain spaces must be quoted by the caller (im_log_quote).
  * The level check happens before any formatting, so a disabled level costs a
  * single comparison. Not thread-safe beyond what stdio gives (one fputs per
- * line): daemons log from their event-loop thread only. */
+ * line): daemons log from their event-loop thread, and the ZAP handler
+ * thread (im_curve) logs through the same single write per line. */
 #ifndef IM_LOG_H
 #define IM_LOG_H
 
