@@ -10,9 +10,11 @@
 #include "im_clock.h"
 #include "im_log.h"
 #include "im_metrics.h"
+#include "up_cache.h"
 #include "up_context.h"
 #include "up_handler.h"
 #include "up_leg.h"
+#include "up_legevent.h"
 #include "up_metrics.h"
 #include "up_msrp.h"
 #include "up_path.h"
@@ -29,18 +31,22 @@ static uv_signal_t s_signals[2];
 static bool s_signals_open;
 
 /* Phase one of the teardown: everything that can call back is closed, so
- * the loop ends once the closes have run. Safe on a partial startup. */
-static void s_stop(up_context_t *ctx, int signum)
+ * the loop ends once the closes have run. Safe on a partial startup.
+ * `reason` goes to the CP in a Deregister (NULL: none is sent). */
+static void s_stop(up_context_t *ctx, int signum, const char *reason)
 {
     if (ctx->stopping)
         return;
     ctx->stopping = true;
     /* Counted before anything is released, for the operator. */
     size_t left = up_legs_count(ctx->legs);
-    IM_LOG_INFO("event=shutdown node=%s signal=%d legs_left=%zu sockets=%zu",
-                ctx->cfg.id, signum, left, up_legs_sockets(ctx->legs));
-    up_handler_stop(ctx);
+    IM_LOG_INFO("event=shutdown node=%s signal=%d reason=%s legs_left=%zu "
+                "sockets=%zu",
+                ctx->cfg.id, signum, reason ? reason : "startup_failed", left,
+                up_legs_sockets(ctx->legs));
     up_handler_release_all(ctx, "shutdown");
+    /* The Deregister goes after the releases, before the channel closes. */
+    up_handler_stop(ctx, reason);
     up_msrp_close(ctx->msrp);
     up_path_close(ctx->path);
     up_timer_driver_close(ctx->timers);
@@ -53,7 +59,12 @@ static void s_stop(up_context_t *ctx, int signum)
 
 static void s_on_signal(uv_signal_t *h, int signum)
 {
-    s_stop(h->data, signum);
+    s_stop(h->data, signum, "shutdown");
+}
+
+static void s_on_leave(up_context_t *ctx, const char *reason)
+{
+    s_stop(ctx, 0, reason);
 }
 
 static int s_setup_signals(up_context_t *ctx)
@@ -113,7 +124,9 @@ int main(int argc, char **argv)
     ctx->wheel = im_wheel_new(im_clock_ms());
     ctx->timers = ctx->wheel ? up_timer_driver_new(&loop, ctx->wheel) : NULL;
     ctx->metrics = up_metrics_new();
-    if (!ctx->timers || !ctx->metrics) {
+    ctx->cache =
+        up_cache_new(ctx->cfg.result_cache_max, ctx->cfg.result_cache_ms);
+    if (!ctx->timers || !ctx->metrics || !ctx->cache) {
         IM_LOG_ERROR("event=startup_failed why=out_of_memory");
         goto out;
     }
@@ -141,6 +154,13 @@ int main(int argc, char **argv)
         goto out;
     }
     up_metrics_sync(ctx->metrics, ctx->legs);
+    /* Each leg may have an event or two in flight, never many more. */
+    ctx->legevents = up_legevents_new(ctx, (size_t)ctx->cfg.capacity * 2,
+                                      UP_LEGEVENT_BASE_MS);
+    if (!ctx->legevents) {
+        IM_LOG_ERROR("event=startup_failed why=out_of_memory");
+        goto out;
+    }
     ctx->path = up_path_new(ctx);
     if (!ctx->path) {
         IM_LOG_ERROR("event=startup_failed why=ctl_connect endpoint=%s",
@@ -153,19 +173,22 @@ int main(int argc, char **argv)
                      uv_strerror(rc));
         goto out;
     }
+    ctx->stop = s_on_leave;
     if (up_handler_start(ctx) < 0)
         goto out;
     IM_LOG_INFO("event=started node=%s epoch=%" PRIu64 " cp=%s msrp=%s "
                 "capacity=%u leg_buffer=%u max_msg=%u txn_timeout_ms=%u "
-                "leg_idle_ms=%u metrics=%s",
+                "leg_idle_ms=%u result_cache_ms=%u result_cache_max=%u "
+                "metrics=%s",
                 ctx->cfg.id, ctx->epoch, ctx->cfg.cp, ctx->msrp_address,
                 ctx->cfg.capacity, ctx->cfg.leg_buffer, ctx->cfg.max_msg,
                 ctx->cfg.txn_timeout_ms, ctx->cfg.leg_idle_ms,
+                ctx->cfg.result_cache_ms, ctx->cfg.result_cache_max,
                 ctx->cfg.metrics ? ctx->cfg.metrics : "off");
     uv_run(&loop, UV_RUN_DEFAULT);
     exit_code = 0;
 out:
-    s_stop(ctx, 0);
+    s_stop(ctx, 0, NULL);
     /* Phase two: run the closes, then free what they no longer touch. */
     uv_run(&loop, UV_RUN_DEFAULT);
     if (up_legs_zombies(ctx->legs) || up_msrp_loose(ctx->msrp)) {
@@ -176,6 +199,8 @@ out:
     up_path_destroy(&ctx->path);
     up_msrp_destroy(&ctx->msrp);
     up_legs_destroy(&ctx->legs);
+    up_legevents_destroy(&ctx->legevents);
+    up_cache_destroy(&ctx->cache);
     up_timer_driver_destroy(&ctx->timers);
     im_wheel_destroy(&ctx->wheel);
     up_metrics_destroy(&ctx->metrics);

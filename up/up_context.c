@@ -6,7 +6,7 @@
 
 #include "im_config.h"
 
-#define UP_NOPTS 12
+#define UP_NOPTS 14
 
 /* One option table for parsing and for --help. */
 static void s_options(up_config_t *cfg, im_opt_t *opts)
@@ -35,6 +35,12 @@ static void s_options(up_config_t *cfg, im_opt_t *opts)
         {"leg-idle-ms", IM_OPT_UINT, &cfg->leg_idle_ms, 0, 86400000,
          "report a leg idle (LegEvent) after this long without bytes; "
          "0 = off"},
+        {"result-cache-ms", IM_OPT_UINT, &cfg->result_cache_ms, 1000,
+         3600000,
+         "how long the result of a CP command is kept to answer its resends "
+         "(must exceed the CP's resend window)"},
+        {"result-cache-max", IM_OPT_UINT, &cfg->result_cache_max, 1,
+         10000000, "most command results kept (the oldest go first)"},
         {"log-level", IM_OPT_STRING, &cfg->log_level, 0, 0,
          "error|warn|info|debug"},
         {"help", IM_OPT_BOOL, &cfg->help, 0, 0, "print this help"},
@@ -53,6 +59,8 @@ static void s_defaults(up_config_t *cfg)
     cfg->max_msg = 64u << 20;
     cfg->txn_timeout_ms = 30000;
     cfg->leg_idle_ms = 0;
+    cfg->result_cache_ms = 30000;
+    cfg->result_cache_max = 65536;
     cfg->log_level = "info";
 }
 

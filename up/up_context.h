@@ -34,6 +34,9 @@ typedef struct {
                                 also how long a frame waits for its leg */
     uint32_t leg_idle_ms;  /* LegEvent IDLE after this long without bytes;
                               0 = off */
+    uint32_t result_cache_ms;  /* a command's result is kept this long for
+                                  answering its resends */
+    uint32_t result_cache_max; /* most results kept (oldest go first) */
     const char *log_level;
     bool help;
 } up_config_t;
@@ -54,6 +57,8 @@ typedef struct up_legs up_legs_t;
 typedef struct up_path up_path_t;
 typedef struct up_msrp up_msrp_t;
 typedef struct up_timer_driver up_timer_driver_t;
+typedef struct up_cache up_cache_t;
+typedef struct up_legevents up_legevents_t;
 
 typedef struct up_context {
     up_config_t cfg;
@@ -65,6 +70,8 @@ typedef struct up_context {
     up_legs_t *legs;
     up_msrp_t *msrp;
     up_path_t *path;
+    up_cache_t *cache;           /* results of commands, for resends */
+    up_legevents_t *legevents;   /* LegEvents waiting for their ack */
     /* Where peers reach the MSRP listener: host for leg paths, bound port,
      * and "host:port" as sent in Register. */
     char advertise[IM_MSRP_HOST_MAX];
@@ -77,10 +84,15 @@ typedef struct up_context {
     uint32_t heartbeat_ms;
     uint32_t liveness;
     uint64_t last_rx_ms;   /* anything from the CP */
+    uint64_t reg_since_ms; /* registering since, or since the last new
+                              socket */
     im_timer_t reg_timer;  /* Register resend, or heartbeat + liveness */
     im_timer_t tick_timer; /* metrics loop tick */
     bool draining;
     bool stopping;
+    /* Leaves the process through main's shutdown path (a drained worker);
+     * set by main, NULL where nothing owns the process (tests). */
+    void (*stop)(struct up_context *ctx, const char *reason);
 } up_context_t;
 
 #endif

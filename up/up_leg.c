@@ -102,6 +102,7 @@ up_legs_t *up_legs_new(uint32_t capacity, size_t buf_start, size_t buf_max,
 
 static void s_leg_free(up_leg_t *leg)
 {
+    free(leg->call_id);
     free(leg->peer_path);
     free(leg->buf);
     free(leg);
@@ -152,8 +153,8 @@ up_leg_t *up_legs_find_msrp(const up_legs_t *t, const char *msrp_id,
 }
 
 int up_legs_allocate(up_legs_t *t, uint64_t session_id, up_dir_t dir,
-                     uint64_t cp_epoch, const char *host, unsigned port,
-                     up_leg_t **out, bool *created)
+                     uint64_t cp_epoch, const char *call_id, const char *host,
+                     unsigned port, up_leg_t **out, bool *created)
 {
     if (created)
         *created = false;
@@ -173,7 +174,13 @@ int up_legs_allocate(up_legs_t *t, uint64_t session_id, up_dir_t dir,
     leg->session_id = session_id;
     leg->dir = dir;
     leg->cp_epoch = cp_epoch;
-    int rc = -EEXIST;
+    int rc = -ENOMEM;
+    if (call_id && *call_id) {
+        leg->call_id = strndup(call_id, UP_LEG_CALL_ID_MAX);
+        if (!leg->call_id)
+            goto fail;
+    }
+    rc = -EEXIST;
     for (int i = 0; i < UP_LEGS_ID_TRIES && rc == -EEXIST; i++) {
         rc = up_leg_random_id(leg->msrp_id, UP_LEG_MSRP_ID_LEN);
         if (rc == 0 &&
@@ -210,6 +217,14 @@ int up_legs_allocate(up_legs_t *t, uint64_t session_id, up_dir_t dir,
 fail:
     s_leg_free(leg);
     return rc;
+}
+
+bool up_leg_same_owner(const up_leg_t *leg, uint64_t cp_epoch,
+                       const char *call_id)
+{
+    const char *mine = leg->call_id ? leg->call_id : "";
+    return leg->cp_epoch == cp_epoch &&
+           strncmp(mine, call_id ? call_id : "", UP_LEG_CALL_ID_MAX) == 0;
 }
 
 int up_leg_set_peer_path(up_leg_t *leg, const char *path)

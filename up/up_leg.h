@@ -30,6 +30,8 @@
 #define UP_LEG_PATH_MAX 128
 /* Longest peer path (a=path) a leg accepts. */
 #define UP_LEG_PEER_PATH_MAX 1024
+/* Longest Call-ID kept on a leg; a longer one is cut (and compared cut). */
+#define UP_LEG_CALL_ID_MAX 256
 
 typedef enum {
     UP_DIR_CLIENT = 0,
@@ -54,6 +56,7 @@ typedef struct up_leg {
     uint64_t session_id;
     up_dir_t dir;
     uint64_t cp_epoch; /* epoch of the CP that allocated the leg */
+    char *call_id;     /* owned; the session's Call-ID, NULL if none given */
     char msrp_id[UP_LEG_MSRP_ID_LEN + 1];
     char path[UP_LEG_PATH_MAX];
     char *peer_path; /* owned; NULL until ConnectLeg */
@@ -104,14 +107,21 @@ up_legs_t *up_legs_new(uint32_t capacity, size_t buf_start, size_t buf_max,
  * NULL-safe; sets *t_p to NULL. */
 void up_legs_destroy(up_legs_t **t_p);
 
-/* Creates the leg (session_id, dir) with a fresh random MSRP session id and
- * the path msrp://host:port/ID;tcp. If the leg exists already it is
- * returned unchanged (*created false) whatever cp_epoch says.
+/* Creates the leg (session_id, dir) with a fresh random MSRP session id,
+ * the path msrp://host:port/ID;tcp and a copy of call_id (may be NULL or
+ * empty; cut at UP_LEG_CALL_ID_MAX). If the leg exists already it is
+ * returned unchanged (*created false) whatever cp_epoch and call_id say:
+ * up_leg_same_owner() tells whether the caller asked for that leg.
  * Returns 0, -ENOSPC (capacity reached), -EINVAL (bad host/port) or
  * -ENOMEM. */
 int up_legs_allocate(up_legs_t *t, uint64_t session_id, up_dir_t dir,
-                     uint64_t cp_epoch, const char *host, unsigned port,
-                     up_leg_t **out, bool *created);
+                     uint64_t cp_epoch, const char *call_id, const char *host,
+                     unsigned port, up_leg_t **out, bool *created);
+
+/* True if the leg was allocated by the CP epoch cp_epoch for call_id (NULL
+ * and "" are the same; compared as stored, i.e. cut). */
+bool up_leg_same_owner(const up_leg_t *leg, uint64_t cp_epoch,
+                       const char *call_id);
 
 up_leg_t *up_legs_find(const up_legs_t *t, uint64_t session_id, up_dir_t dir);
 up_leg_t *up_legs_find_msrp(const up_legs_t *t, const char *msrp_id,

@@ -67,6 +67,43 @@ up_metrics_t *up_metrics_new(void)
         IM_METRIC_COUNTER, NULL);
     m->leg_idle_total = im_metrics_add(r, "imsplit_up_leg_idle_total",
         "Legs reported idle to the CP", IM_METRIC_COUNTER, NULL);
+    m->commands_duplicate_total = im_metrics_add(r,
+        "imsplit_up_commands_duplicate_total",
+        "Repeated CP commands answered from the result cache",
+        IM_METRIC_COUNTER, NULL);
+    m->result_cache_entries = im_metrics_add(r,
+        "imsplit_up_result_cache_entries",
+        "Command results kept for answering repeated commands",
+        IM_METRIC_GAUGE, NULL);
+    m->result_cache_evicted_total = im_metrics_add(r,
+        "imsplit_up_result_cache_evicted_total",
+        "Command results dropped before their time because the cache was "
+        "full", IM_METRIC_COUNTER, NULL);
+    m->leg_conflicts_total = im_metrics_add(r,
+        "imsplit_up_leg_conflicts_total",
+        "AllocateLeg or ConnectLeg refused with STATUS_CONFLICT",
+        IM_METRIC_COUNTER, NULL);
+    m->leg_events_pending = im_metrics_add(r,
+        "imsplit_up_leg_events_pending",
+        "LegEvents sent and not yet acknowledged by the CP", IM_METRIC_GAUGE,
+        NULL);
+    m->leg_events_resent_total = im_metrics_add(r,
+        "imsplit_up_leg_events_resent_total",
+        "LegEvents sent again for want of an acknowledgement",
+        IM_METRIC_COUNTER, NULL);
+    m->leg_events_abandoned_total = im_metrics_add(r,
+        "imsplit_up_leg_events_abandoned_total",
+        "LegEvents given up without an acknowledgement", IM_METRIC_COUNTER,
+        NULL);
+    m->cp_reconnects_total = im_metrics_add(r,
+        "imsplit_up_cp_reconnects_total",
+        "Control-channel sockets replaced after the CP went silent",
+        IM_METRIC_COUNTER, NULL);
+    if (!m->commands_duplicate_total || !m->result_cache_entries ||
+        !m->result_cache_evicted_total || !m->leg_conflicts_total ||
+        !m->leg_events_pending || !m->leg_events_resent_total ||
+        !m->leg_events_abandoned_total || !m->cp_reconnects_total)
+        goto fail;
     if (!m->frames_dropped_total || !m->msrp_frames_relayed_total ||
         !m->msrp_framing_errors_total || !m->msrp_txn_timeouts_total ||
         !m->msrp_reports_sent_total || !m->leg_idle_total)

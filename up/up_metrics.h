@@ -24,6 +24,14 @@ struct up_metrics {
     im_metric_t *msrp_txn_timeouts_total;
     im_metric_t *msrp_reports_sent_total;
     im_metric_t *leg_idle_total;
+    im_metric_t *commands_duplicate_total;
+    im_metric_t *result_cache_entries;
+    im_metric_t *result_cache_evicted_total;
+    im_metric_t *leg_conflicts_total;
+    im_metric_t *leg_events_pending;
+    im_metric_t *leg_events_resent_total;
+    im_metric_t *leg_events_abandoned_total;
+    im_metric_t *cp_reconnects_total;
 };
 typedef struct up_metrics up_metrics_t;
 

@@ -14,8 +14,8 @@
 #include "im_log.h"
 #include "im_msrp_uri.h"
 #include "im_proto.h"
-#include "up_build.h"
 #include "up_frame.h"
+#include "up_legevent.h"
 #include "up_metrics.h"
 #include "up_relay.h"
 #include "up_timer.h"
@@ -875,7 +875,7 @@ static void s_lost(up_conn_t *c, int kind, const char *why)
                     leg->counters.bytes_out);
     }
     s_sync(m);
-    (void)up_build_leg_event(ctx, leg, kind);
+    (void)up_legevent_send(ctx, leg, kind);
 }
 
 static void s_fail(up_conn_t *c, const char *why)
@@ -935,8 +935,8 @@ static void s_idle_check(up_conn_t *c)
     IM_LOG_INFO("event=leg_idle sid=%016" PRIx64 " dir=%s node=%s "
                 "idle_ms=%" PRIu64,
                 leg->session_id, up_dir_name(leg->dir), ctx->cfg.id, quiet);
-    (void)up_build_leg_event(ctx, leg,
-                             IMSPLIT__V1__LEG_EVENT_KIND__LEG_EVENT_IDLE);
+    (void)up_legevent_send(ctx, leg,
+                            IMSPLIT__V1__LEG_EVENT_KIND__LEG_EVENT_IDLE);
 }
 
 static void s_idle_start(up_conn_t *c)

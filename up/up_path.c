@@ -18,10 +18,9 @@
 struct up_path {
     up_context_t *ctx;
     void *zctx;
-    void *dealer;
-    uv_poll_t poll;
+    void *dealer;    /* NULL after a failed reconnect */
+    uv_poll_t *poll; /* watches dealer's ZMQ_FD; freed by its close callback */
     uv_idle_t recheck;
-    bool poll_open;
     bool idle_open;
     bool closed;
     bool draining; /* inside s_drain: sends need no extra check */
@@ -105,27 +104,77 @@ static void s_free(up_path_t *p)
     free(p);
 }
 
-static void s_on_closed(uv_handle_t *h)
+static void s_closed(up_path_t *p)
 {
-    up_path_t *p = h->data;
     if (--p->closes_pending == 0 && p->free_on_close)
         s_free(p);
+}
+
+static void s_on_idle_closed(uv_handle_t *h)
+{
+    s_closed(h->data);
+}
+
+static void s_on_poll_closed(uv_handle_t *h)
+{
+    up_path_t *p = h->data;
+    free(h);
+    s_closed(p);
+}
+
+/* Stops watching the current socket. The poll handle leaves epoll here,
+ * before the socket (and its descriptor) can be closed. */
+static void s_unwatch(up_path_t *p)
+{
+    if (!p->poll)
+        return;
+    uv_poll_stop(p->poll);
+    p->closes_pending++;
+    uv_close((uv_handle_t *)p->poll, s_on_poll_closed);
+    p->poll = NULL;
+}
+
+/* Watches the current socket's ZMQ_FD. Returns 0 or -errno (logged). */
+static int s_watch(up_path_t *p)
+{
+    int fd;
+    size_t fdlen = sizeof(fd);
+    if (zmq_getsockopt(p->dealer, ZMQ_FD, &fd, &fdlen) < 0) {
+        int err = errno;
+        IM_LOG_ERROR("event=ctl_fd_failed err=\"%s\"", zmq_strerror(err));
+        return -err;
+    }
+    uv_poll_t *poll = malloc(sizeof(*poll));
+    if (!poll)
+        return -ENOMEM;
+    int rc = uv_poll_init(p->ctx->loop, poll, fd);
+    if (rc < 0) {
+        free(poll);
+        IM_LOG_ERROR("event=ctl_poll_failed err=\"%s\"", uv_strerror(rc));
+        return rc;
+    }
+    poll->data = p;
+    p->poll = poll;
+    rc = uv_poll_start(poll, UV_READABLE, s_on_poll);
+    if (rc < 0) {
+        IM_LOG_ERROR("event=ctl_poll_failed err=\"%s\"", uv_strerror(rc));
+        s_unwatch(p);
+        return rc;
+    }
+    /* Anything queued before the watch started raised no edge. */
+    s_schedule_recheck(p);
+    return 0;
 }
 
 static void s_close_handles(up_path_t *p)
 {
     p->closed = true;
-    if (p->poll_open) {
-        p->poll_open = false;
-        uv_poll_stop(&p->poll);
-        p->closes_pending++;
-        uv_close((uv_handle_t *)&p->poll, s_on_closed);
-    }
+    s_unwatch(p);
     if (p->idle_open) {
         p->idle_open = false;
         uv_idle_stop(&p->recheck);
         p->closes_pending++;
-        uv_close((uv_handle_t *)&p->recheck, s_on_closed);
+        uv_close((uv_handle_t *)&p->recheck, s_on_idle_closed);
     }
 }
 
@@ -141,32 +190,18 @@ up_path_t *up_path_new(up_context_t *ctx)
     p->dealer = im_zmq_dealer_connect(p->zctx, ctx->cfg.cp, ctx->cfg.id);
     if (!p->dealer)
         goto fail;
-    int fd;
-    size_t fdlen = sizeof(fd);
-    if (zmq_getsockopt(p->dealer, ZMQ_FD, &fd, &fdlen) < 0) {
-        IM_LOG_ERROR("event=ctl_fd_failed err=\"%s\"", zmq_strerror(errno));
+    int rc = uv_idle_init(ctx->loop, &p->recheck);
+    if (rc < 0) {
+        IM_LOG_ERROR("event=ctl_poll_failed err=\"%s\"", uv_strerror(rc));
         goto fail;
     }
-    int rc = uv_poll_init(ctx->loop, &p->poll, fd);
-    if (rc < 0)
-        goto fail_uv;
-    p->poll.data = p;
-    p->poll_open = true;
-    rc = uv_idle_init(ctx->loop, &p->recheck);
-    if (rc < 0)
-        goto fail_uv;
     p->recheck.data = p;
     p->idle_open = true;
-    rc = uv_poll_start(&p->poll, UV_READABLE, s_on_poll);
-    if (rc < 0)
-        goto fail_uv;
-    /* Anything queued before the watch started raised no edge. */
-    s_schedule_recheck(p);
+    if (s_watch(p) < 0)
+        goto fail;
     return p;
-fail_uv:
-    IM_LOG_ERROR("event=ctl_poll_failed err=\"%s\"", uv_strerror(rc));
 fail:
-    if (p->poll_open || p->idle_open) {
+    if (p->idle_open || p->closes_pending) {
         /* Initialised handles belong to the loop until their close runs:
          * the object frees itself then. */
         p->free_on_close = true;
@@ -198,7 +233,31 @@ void up_path_destroy(up_path_t **p_p)
     s_free(p);
 }
 
-int up_path_send(up_path_t *p, im_env_t *env)
+void up_sent_clear(up_sent_t *s)
+{
+    if (!s)
+        return;
+    free(s->bytes);
+    memset(s, 0, sizeof(*s));
+}
+
+static int s_send_bytes(up_path_t *p, const uint8_t *bytes, size_t len,
+                        const char *what)
+{
+    int rc = 0;
+    if (!p->dealer)
+        rc = -ENOTCONN;
+    else if (zmq_send(p->dealer, bytes, len, ZMQ_DONTWAIT) < 0)
+        rc = -errno;
+    if (rc < 0)
+        IM_LOG_WARN("event=ctl_send_failed body=%s err=\"%s\"", what,
+                    rc == -ENOTCONN ? "no socket" : zmq_strerror(-rc));
+    if (!p->draining)
+        s_schedule_recheck(p);
+    return rc;
+}
+
+int up_path_send(up_path_t *p, im_env_t *env, up_sent_t *keep)
 {
     if (!p || p->closed)
         return -ESHUTDOWN;
@@ -211,15 +270,51 @@ int up_path_send(up_path_t *p, im_env_t *env)
     size_t len = 0;
     if (im_proto_pack(env, &bytes, &len) < 0)
         return -ENOMEM;
-    int rc = 0;
-    if (zmq_send(p->dealer, bytes, len, ZMQ_DONTWAIT) < 0)
-        rc = -errno;
-    free(bytes);
-    if (rc < 0)
-        IM_LOG_WARN("event=ctl_send_failed body=%s err=\"%s\"",
-                    im_proto_body_name((int)env->body_case),
-                    zmq_strerror(-rc));
-    if (!p->draining)
-        s_schedule_recheck(p);
+    int rc =
+        s_send_bytes(p, bytes, len, im_proto_body_name((int)env->body_case));
+    if (keep) {
+        keep->bytes = bytes;
+        keep->len = len;
+        keep->seq = env->seq;
+    } else {
+        free(bytes);
+    }
     return rc;
+}
+
+int up_path_resend(up_path_t *p, const uint8_t *bytes, size_t len)
+{
+    if (!p || p->closed)
+        return -ESHUTDOWN;
+    if (!bytes || len == 0)
+        return -EINVAL;
+    return s_send_bytes(p, bytes, len, "resend");
+}
+
+int up_path_reconnect(up_path_t *p)
+{
+    if (!p || p->closed)
+        return -ESHUTDOWN;
+    up_context_t *ctx = p->ctx;
+    s_unwatch(p);
+    im_zmq_close(&p->dealer);
+    p->dealer = im_zmq_dealer_connect(p->zctx, ctx->cfg.cp, ctx->cfg.id);
+    if (!p->dealer)
+        return errno ? -errno : -ENOMEM;
+    int rc = s_watch(p);
+    if (rc < 0) {
+        im_zmq_close(&p->dealer);
+        return rc;
+    }
+    return 0;
+}
+
+int up_path_set_linger(up_path_t *p, int linger_ms)
+{
+    if (!p || !p->dealer)
+        return -ENOTCONN;
+    if (zmq_setsockopt(p->dealer, ZMQ_LINGER, &linger_ms, sizeof(linger_ms)) !=
+        0)
+        return -errno;
+    return 0;
 }

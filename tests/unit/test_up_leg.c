@@ -16,6 +16,7 @@
 #include "up_leg.h"
 
 #define HOST "127.0.0.1"
+#define CALL_ID "a84b4c76e66710@pc33.example.com"
 #define PORT 2855u
 #define BUF_START 2048u
 #define BUF_MAX 65536u
@@ -69,7 +70,9 @@ static up_leg_t *s_alloc(up_legs_t *t, uint64_t sid, up_dir_t dir,
     up_leg_t *leg = NULL;
     bool created = false;
     assert_int_equal(
-        up_legs_allocate(t, sid, dir, epoch, HOST, PORT, &leg, &created), 0);
+        up_legs_allocate(t, sid, dir, epoch, CALL_ID, HOST, PORT, &leg,
+                         &created),
+        0);
     assert_true(created);
     assert_non_null(leg);
     return leg;
@@ -133,16 +136,22 @@ static void test_allocate_idempotent(void **state)
 
     up_leg_t *again = NULL;
     bool created = true;
-    /* A retry from the CP, even one carrying another epoch, is the same
-     * leg with the same path. */
-    assert_int_equal(up_legs_allocate(t, 42, UP_DIR_CONTROLLING, 2, HOST,
-                                      PORT, &again, &created),
+    /* A retry from the CP, even one carrying another epoch or Call-ID, is
+     * the same leg with the same path; the owner check tells them apart. */
+    assert_int_equal(up_legs_allocate(t, 42, UP_DIR_CONTROLLING, 2, "other",
+                                      HOST, PORT, &again, &created),
                      0);
     assert_false(created);
     assert_ptr_equal(again, a);
     assert_string_equal(again->path, path);
+    assert_string_equal(again->call_id, CALL_ID);
+    assert_int_equal(again->cp_epoch, 1);
     assert_int_equal(up_legs_count(t), 1);
     assert_int_equal(up_legs_buffer_bytes(t), 0);
+    assert_true(up_leg_same_owner(a, 1, CALL_ID));
+    assert_false(up_leg_same_owner(a, 2, CALL_ID));
+    assert_false(up_leg_same_owner(a, 1, "other"));
+    assert_false(up_leg_same_owner(a, 1, NULL));
 
     /* The other direction of the same session is another leg. */
     up_leg_t *b = s_alloc(t, 42, UP_DIR_CLIENT, 1);
@@ -180,15 +189,15 @@ static void test_capacity(void **state)
     s_alloc(t, 2, UP_DIR_CLIENT, 1);
     up_leg_t *leg = NULL;
     bool created = true;
-    assert_int_equal(up_legs_allocate(t, 2, UP_DIR_CONTROLLING, 1, HOST, PORT,
-                                      &leg, &created),
+    assert_int_equal(up_legs_allocate(t, 2, UP_DIR_CONTROLLING, 1, CALL_ID,
+                                      HOST, PORT, &leg, &created),
                      -ENOSPC);
     assert_false(created);
     assert_int_equal(up_legs_count(t), 3);
     assert_int_equal(up_legs_buffer_bytes(t), 0); /* nothing until used */
     /* Full, but a retry of an existing leg still answers. */
-    assert_int_equal(up_legs_allocate(t, 1, UP_DIR_CLIENT, 1, HOST, PORT,
-                                      &leg, &created),
+    assert_int_equal(up_legs_allocate(t, 1, UP_DIR_CLIENT, 1, CALL_ID, HOST,
+                                      PORT, &leg, &created),
                      0);
     assert_false(created);
     /* A release makes room. */
@@ -450,15 +459,15 @@ static void test_bad_arguments(void **state)
     up_legs_t *t = s_table(2, NULL);
     up_leg_t *leg = NULL;
     bool created = true;
-    assert_int_equal(up_legs_allocate(t, 1, (up_dir_t)7, 1, HOST, PORT, &leg,
-                                      &created),
+    assert_int_equal(up_legs_allocate(t, 1, (up_dir_t)7, 1, NULL, HOST, PORT,
+                                      &leg, &created),
                      -EINVAL);
-    assert_int_equal(
-        up_legs_allocate(t, 1, UP_DIR_CLIENT, 1, HOST, 0, &leg, &created),
-        -EINVAL);
-    assert_int_equal(
-        up_legs_allocate(t, 1, UP_DIR_CLIENT, 1, "", PORT, &leg, &created),
-        -EINVAL);
+    assert_int_equal(up_legs_allocate(t, 1, UP_DIR_CLIENT, 1, CALL_ID, HOST,
+                                      0, &leg, &created),
+                     -EINVAL);
+    assert_int_equal(up_legs_allocate(t, 1, UP_DIR_CLIENT, 1, CALL_ID, "",
+                                      PORT, &leg, &created),
+                     -EINVAL);
     assert_false(created);
     s_assert_empty(t);
     up_legs_destroy(&t);

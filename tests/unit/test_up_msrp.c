@@ -81,12 +81,12 @@ static void s_env_init(env_t *e, uint32_t leg_buffer, uint32_t max_msg,
     assert_non_null(ctx->legs);
     bool created;
     assert_int_equal(up_legs_allocate(ctx->legs, SID, UP_DIR_CLIENT, 1,
-                                      ctx->advertise, ctx->msrp_port, &e->a,
-                                      &created),
+                                      "call-1", ctx->advertise,
+                                      ctx->msrp_port, &e->a, &created),
                      0);
     assert_int_equal(up_legs_allocate(ctx->legs, SID, UP_DIR_CONTROLLING, 1,
-                                      ctx->advertise, ctx->msrp_port, &e->b,
-                                      &created),
+                                      "call-1", ctx->advertise,
+                                      ctx->msrp_port, &e->b, &created),
                      0);
 }
 
