@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
 #include <zmq.h>
 
@@ -230,4 +231,30 @@ int im_zmq_readable(void *sock)
     if (!sock || zmq_getsockopt(sock, ZMQ_EVENTS, &events, &size) != 0)
         return 0;
     return (events & ZMQ_POLLIN) != 0;
+}
+
+int im_zmq_curve_client_load(im_zmq_curve_t *out, const char *server_key_arg,
+                             const char *secret_arg, char *err, size_t errlen)
+{
+    memset(out, 0, sizeof(*out));
+    int rc = im_curve_key_load(server_key_arg, IM_CURVE_PUBLIC,
+                               &out->server_key, err, errlen);
+    if (rc == 0)
+        rc = im_curve_key_load(secret_arg, IM_CURVE_SECRET, &out->secret_key,
+                               err, errlen);
+    if (rc == 0) {
+        rc = im_curve_public_from_secret(&out->secret_key, &out->public_key);
+        if (rc < 0)
+            snprintf(err, errlen, "cannot derive the public key: %s",
+                     strerror(-rc));
+    }
+    if (rc < 0)
+        im_zmq_curve_clear(out);
+    return rc;
+}
+
+void im_zmq_curve_clear(im_zmq_curve_t *curve)
+{
+    im_curve_key_clear(&curve->secret_key);
+    memset(curve, 0, sizeof(*curve));
 }

@@ -39,6 +39,15 @@ void *im_zmq_dealer_connect(void *ctx, const char *endpoint,
 void *im_zmq_dealer_connect_opts(void *ctx, const char *endpoint,
                                  const char *routing_id,
                                  const im_zmq_curve_t *curve);
+/* Fills a client's CURVE settings from key arguments (key file or Z85
+ * text, see im_curve_key_load): the CP's public key and the client's own
+ * secret key, from which its public key is derived. 0, or -errno with the
+ * reason in err. Clear the struct (im_zmq_curve_clear) when done. */
+int im_zmq_curve_client_load(im_zmq_curve_t *out, const char *server_key_arg,
+                             const char *secret_arg, char *err,
+                             size_t errlen);
+void im_zmq_curve_clear(im_zmq_curve_t *curve);
+
 /* Closes the socket and NULLs the pointer. NULL-safe. */
 void im_zmq_close(void **sock_p);
 /* True if the socket has a message waiting (ZMQ_EVENTS & ZMQ_POLLIN). */

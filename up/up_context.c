@@ -6,7 +6,7 @@
 
 #include "im_config.h"
 
-#define UP_NOPTS 14
+#define UP_NOPTS 16
 
 /* One option table for parsing and for --help. */
 static void s_options(up_config_t *cfg, im_opt_t *opts)
@@ -41,6 +41,12 @@ static void s_options(up_config_t *cfg, im_opt_t *opts)
          "(must exceed the CP's resend window)"},
         {"result-cache-max", IM_OPT_UINT, &cfg->result_cache_max, 1,
          10000000, "most command results kept (the oldest go first)"},
+        {"curve-server-key", IM_OPT_STRING, &cfg->curve_server_key, 0, 0,
+         "CURVE-encrypt the control channel: the CP's public key (key file "
+         "or Z85 text); off when unset"},
+        {"curve-secret", IM_OPT_STRING, &cfg->curve_secret, 0, 0,
+         "the worker's CURVE secret key (its public key must be on the "
+         "CP's --curve-allow)"},
         {"log-level", IM_OPT_STRING, &cfg->log_level, 0, 0,
          "error|warn|info|debug"},
         {"help", IM_OPT_BOOL, &cfg->help, 0, 0, "print this help"},
@@ -82,6 +88,11 @@ int up_config_load(up_config_t *cfg, int argc, char **argv, char *err,
     }
     if (!cfg->cp || !*cfg->cp) {
         snprintf(err, err_size, "--cp must not be empty");
+        return -EINVAL;
+    }
+    if (!cfg->curve_server_key != !cfg->curve_secret) {
+        snprintf(err, err_size,
+                 "--curve-server-key and --curve-secret go together");
         return -EINVAL;
     }
     if (cfg->metrics && !*cfg->metrics)

@@ -19,6 +19,8 @@ struct up_path {
     up_context_t *ctx;
     void *zctx;
     void *dealer;    /* NULL after a failed reconnect */
+    im_zmq_curve_t curve; /* keys for every (re)connect, when use_curve */
+    bool use_curve;
     uv_poll_t *poll; /* watches dealer's ZMQ_FD; freed by its close callback */
     uv_idle_t recheck;
     bool idle_open;
@@ -101,6 +103,7 @@ static void s_free(up_path_t *p)
     im_zmq_close(&p->dealer);
     if (p->zctx)
         zmq_ctx_term(p->zctx);
+    im_zmq_curve_clear(&p->curve);
     free(p);
 }
 
@@ -178,6 +181,13 @@ static void s_close_handles(up_path_t *p)
     }
 }
 
+static void *s_connect(up_path_t *p)
+{
+    return im_zmq_dealer_connect_opts(p->zctx, p->ctx->cfg.cp,
+                                      p->ctx->cfg.id,
+                                      p->use_curve ? &p->curve : NULL);
+}
+
 up_path_t *up_path_new(up_context_t *ctx)
 {
     up_path_t *p = calloc(1, sizeof(*p));
@@ -187,7 +197,17 @@ up_path_t *up_path_new(up_context_t *ctx)
     p->zctx = zmq_ctx_new();
     if (!p->zctx)
         goto fail;
-    p->dealer = im_zmq_dealer_connect(p->zctx, ctx->cfg.cp, ctx->cfg.id);
+    if (ctx->cfg.curve_secret) {
+        char err[256];
+        if (im_zmq_curve_client_load(&p->curve, ctx->cfg.curve_server_key,
+                                     ctx->cfg.curve_secret, err,
+                                     sizeof(err)) < 0) {
+            IM_LOG_ERROR("event=curve_failed why=\"%s\"", err);
+            goto fail;
+        }
+        p->use_curve = true;
+    }
+    p->dealer = s_connect(p);
     if (!p->dealer)
         goto fail;
     int rc = uv_idle_init(ctx->loop, &p->recheck);
@@ -295,10 +315,9 @@ int up_path_reconnect(up_path_t *p)
 {
     if (!p || p->closed)
         return -ESHUTDOWN;
-    up_context_t *ctx = p->ctx;
     s_unwatch(p);
     im_zmq_close(&p->dealer);
-    p->dealer = im_zmq_dealer_connect(p->zctx, ctx->cfg.cp, ctx->cfg.id);
+    p->dealer = s_connect(p);
     if (!p->dealer)
         return errno ? -errno : -ENOMEM;
     int rc = s_watch(p);
