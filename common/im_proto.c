@@ -1,5 +1,6 @@
 #include "im_proto.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
@@ -7,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 const char *im_proto_err_name(im_proto_err_t err)
 {
@@ -532,4 +534,733 @@ char *im_proto_to_json(const im_env_t *env)
         return NULL;
     }
     return b.p;
+}
+
+/* --- generic field access ------------------------------------------------ */
+
+#define S_SEG_MAX 64
+/* Bound on repeated elements appended through a path (the frame limit is
+ * reached long before). */
+#define S_INDEX_MAX 100000u
+
+static int s_err(char *err, size_t errlen, int rc, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static int s_err(char *err, size_t errlen, int rc, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (err && errlen) {
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return rc;
+}
+
+ProtobufCMessage *im_proto_msg_new(const ProtobufCMessageDescriptor *desc)
+{
+    ProtobufCMessage *m;
+
+    if (!desc || desc->sizeof_message < sizeof(ProtobufCMessage))
+        return NULL;
+    m = malloc(desc->sizeof_message);
+    if (!m)
+        return NULL;
+    protobuf_c_message_init(desc, m);
+    return m;
+}
+
+void im_proto_msg_free(ProtobufCMessage *msg)
+{
+    if (msg)
+        protobuf_c_message_free_unpacked(msg, NULL);
+}
+
+im_env_t *im_env_new(void)
+{
+    im_env_t *env =
+        (im_env_t *)im_proto_msg_new(&imsplit__v1__envelope__descriptor);
+
+    if (!env)
+        return NULL;
+    env->major = IM_PROTO_MAJOR;
+    env->minor = IM_PROTO_MINOR;
+    return env;
+}
+
+int im_proto_body_case(const char *name)
+{
+    const ProtobufCMessageDescriptor *d = &imsplit__v1__envelope__descriptor;
+
+    if (!name)
+        return -1;
+    for (unsigned i = 0; i < d->n_fields; i++) {
+        const ProtobufCFieldDescriptor *f = &d->fields[i];
+        if ((f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) &&
+            strcmp(f->name, name) == 0)
+            return (int)f->id;
+    }
+    return -1;
+}
+
+const ProtobufCMessage *im_env_body(const im_env_t *env)
+{
+    const ProtobufCFieldDescriptor *f;
+
+    if (!env)
+        return NULL;
+    f = s_body_field((int)env->body_case);
+    if (!f || f->type != PROTOBUF_C_TYPE_MESSAGE)
+        return NULL;
+    return *(ProtobufCMessage *const *)((const char *)env + f->offset);
+}
+
+/* Frees the value of singular field f stored at p and leaves the default
+ * (or NULL) there. */
+static void s_value_free(const ProtobufCFieldDescriptor *f, void *p)
+{
+    switch (f->type) {
+    case PROTOBUF_C_TYPE_STRING: {
+        char **s = p;
+        if (*s && *s != (const char *)f->default_value)
+            free(*s);
+        *s = (char *)f->default_value;
+        break;
+    }
+    case PROTOBUF_C_TYPE_BYTES: {
+        ProtobufCBinaryData *bd = p;
+        const ProtobufCBinaryData *def = f->default_value;
+        if (bd->data && (!def || bd->data != def->data))
+            free(bd->data);
+        bd->data = NULL;
+        bd->len = 0;
+        break;
+    }
+    case PROTOBUF_C_TYPE_MESSAGE: {
+        ProtobufCMessage **m = p;
+        if (*m && *m != f->default_value)
+            protobuf_c_message_free_unpacked(*m, NULL);
+        *m = NULL;
+        break;
+    }
+    default: break;
+    }
+}
+
+/* Makes oneof member f the selected one: the member selected before is
+ * freed and the shared storage cleared. */
+static void s_oneof_select(ProtobufCMessage *msg,
+                           const ProtobufCFieldDescriptor *f)
+{
+    const ProtobufCMessageDescriptor *d = msg->descriptor;
+    char *base = (char *)msg;
+    uint32_t *casep = (uint32_t *)(base + f->quantifier_offset);
+    size_t size = 0;
+
+    if (*casep == f->id)
+        return;
+    for (unsigned i = 0; i < d->n_fields; i++) {
+        const ProtobufCFieldDescriptor *g = &d->fields[i];
+        if (!(g->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) ||
+            g->quantifier_offset != f->quantifier_offset)
+            continue;
+        if (g->id == *casep)
+            s_value_free(g, base + g->offset);
+        if (s_type_size(g->type) > size)
+            size = s_type_size(g->type);
+    }
+    memset(base + f->offset, 0, size);
+    if (f->type == PROTOBUF_C_TYPE_STRING)
+        *(char **)(base + f->offset) = (char *)f->default_value;
+    *casep = f->id;
+}
+
+/* Appends one default element to repeated field f of msg. */
+static int s_append(ProtobufCMessage *msg, const ProtobufCFieldDescriptor *f)
+{
+    char *base = (char *)msg;
+    size_t *np = (size_t *)(base + f->quantifier_offset);
+    char **arrp = (char **)(base + f->offset);
+    size_t step = s_type_size(f->type);
+    char *arr;
+    void *elem = NULL;
+
+    if (f->type == PROTOBUF_C_TYPE_MESSAGE) {
+        elem = im_proto_msg_new(f->descriptor);
+        if (!elem)
+            return -ENOMEM;
+    } else if (f->type == PROTOBUF_C_TYPE_STRING) {
+        /* protobuf-c frees every element of a repeated string field. */
+        elem = strdup("");
+        if (!elem)
+            return -ENOMEM;
+    }
+    arr = realloc(*arrp, (*np + 1) * step);
+    if (!arr) {
+        if (f->type == PROTOBUF_C_TYPE_MESSAGE)
+            im_proto_msg_free(elem);
+        else
+            free(elem);
+        return -ENOMEM;
+    }
+    *arrp = arr;
+    memset(arr + *np * step, 0, step);
+    if (elem)
+        memcpy(arr + *np * step, &elem, sizeof(elem));
+    (*np)++;
+    return 0;
+}
+
+/* Copies the next '.'-separated segment of *pp into seg and moves *pp past
+ * it (and its dot). -EINVAL for an empty or overlong segment. */
+static int s_next_seg(const char **pp, char *seg, size_t size)
+{
+    const char *p = *pp;
+    size_t n = strcspn(p, ".");
+
+    if (n == 0 || n >= size)
+        return -EINVAL;
+    memcpy(seg, p, n);
+    seg[n] = '\0';
+    p += n;
+    if (*p == '.') {
+        p++;
+        if (*p == '\0')
+            return -EINVAL;
+    }
+    *pp = p;
+    return 0;
+}
+
+static bool s_is_index(const char *seg, size_t *out)
+{
+    unsigned long v = 0;
+
+    if (!seg[0])
+        return false;
+    for (const char *p = seg; *p; p++) {
+        if (*p < '0' || *p > '9')
+            return false;
+        v = v * 10 + (unsigned long)(*p - '0');
+        if (v > S_INDEX_MAX)
+            return false;
+    }
+    *out = (size_t)v;
+    return true;
+}
+
+typedef struct {
+    ProtobufCMessage *msg; /* the message holding the field */
+    const ProtobufCFieldDescriptor *f;
+    bool indexed; /* element `index` of repeated field f */
+    size_t index;
+} s_loc_t;
+
+static void *s_loc_member(const s_loc_t *l)
+{
+    char *member = (char *)l->msg + l->f->offset;
+
+    if (l->indexed)
+        return *(char **)member + l->index * s_type_size(l->f->type);
+    return member;
+}
+
+/* Resolves path down to its last field. With create, missing sub-messages
+ * are made, unselected oneof members on the way selected and an index equal
+ * to the element count appends; without it such a path gives -ENOENT and
+ * nothing is written (msg may then be a const message cast). */
+static int s_walk(ProtobufCMessage *msg, const char *path, bool create,
+                  s_loc_t *loc, char *err, size_t errlen)
+{
+    const char *p = path;
+    char seg[S_SEG_MAX];
+
+    if (!msg || !path || !*path)
+        return s_err(err, errlen, -EINVAL, "empty field path");
+    for (;;) {
+        const ProtobufCMessageDescriptor *d = msg->descriptor;
+        const ProtobufCFieldDescriptor *f;
+        char *base = (char *)msg;
+        s_loc_t here = {msg, NULL, false, 0};
+
+        if (s_next_seg(&p, seg, sizeof(seg)) < 0)
+            return s_err(err, errlen, -EINVAL, "bad field path \"%s\"", path);
+        f = protobuf_c_message_descriptor_get_field_by_name(d, seg);
+        if (!f)
+            return s_err(err, errlen, -EINVAL, "%s has no field \"%s\"",
+                         d->short_name, seg);
+        here.f = f;
+        if (f->label == PROTOBUF_C_LABEL_REPEATED && *p) {
+            size_t n = *(size_t *)(base + f->quantifier_offset);
+            const char *name = f->name;
+            if (s_next_seg(&p, seg, sizeof(seg)) < 0 ||
+                !s_is_index(seg, &here.index))
+                return s_err(err, errlen, -EINVAL,
+                             "%s is repeated: an index must follow it "
+                             "(%s.0...)",
+                             name, name);
+            if (here.index > n || (here.index == n && !create))
+                return s_err(err, errlen, create ? -EINVAL : -ENOENT,
+                             "%s.%zu: index past the end (%zu elements)", name,
+                             here.index, n);
+            if (here.index == n) {
+                int rc = s_append(msg, f);
+                if (rc < 0)
+                    return s_err(err, errlen, rc, "out of memory");
+            }
+            here.indexed = true;
+        }
+        if (!*p) {
+            *loc = here;
+            return 0;
+        }
+        if (f->type != PROTOBUF_C_TYPE_MESSAGE ||
+            (f->label == PROTOBUF_C_LABEL_REPEATED && !here.indexed))
+            return s_err(err, errlen, -EINVAL, "%s is not a message", f->name);
+        if (!here.indexed && (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) &&
+            *(uint32_t *)(base + f->quantifier_offset) != f->id) {
+            if (!create)
+                return s_err(err, errlen, -ENOENT, "%s is not set", f->name);
+            s_oneof_select(msg, f);
+        }
+        ProtobufCMessage **sub = s_loc_member(&here);
+        if (!*sub) {
+            if (!create)
+                return s_err(err, errlen, -ENOENT, "%s is not set", f->name);
+            *sub = im_proto_msg_new(f->descriptor);
+            if (!*sub)
+                return s_err(err, errlen, -ENOMEM, "out of memory");
+        }
+        msg = *sub;
+    }
+}
+
+int im_proto_check_path(const ProtobufCMessageDescriptor *desc,
+                        const char *path, char *err, size_t errlen)
+{
+    const char *p = path;
+    char seg[S_SEG_MAX];
+    size_t index;
+
+    if (!desc || !path || !*path)
+        return s_err(err, errlen, -EINVAL, "empty field path");
+    for (;;) {
+        const ProtobufCFieldDescriptor *f;
+        bool indexed = false;
+
+        if (s_next_seg(&p, seg, sizeof(seg)) < 0)
+            return s_err(err, errlen, -EINVAL, "bad field path \"%s\"", path);
+        f = protobuf_c_message_descriptor_get_field_by_name(desc, seg);
+        if (!f)
+            return s_err(err, errlen, -EINVAL, "%s has no field \"%s\"",
+                         desc->short_name, seg);
+        if (f->label == PROTOBUF_C_LABEL_REPEATED && *p) {
+            if (s_next_seg(&p, seg, sizeof(seg)) < 0 ||
+                !s_is_index(seg, &index))
+                return s_err(err, errlen, -EINVAL,
+                             "%s is repeated: an index must follow it "
+                             "(%s.0...)",
+                             f->name, f->name);
+            indexed = true;
+        }
+        if (!*p)
+            return 0;
+        if (f->type != PROTOBUF_C_TYPE_MESSAGE ||
+            (f->label == PROTOBUF_C_LABEL_REPEATED && !indexed))
+            return s_err(err, errlen, -EINVAL, "%s is not a message", f->name);
+        desc = f->descriptor;
+    }
+}
+
+/* Integers: decimal or 0x hex, no blanks, no '+'. */
+static int s_parse_u64(const char *v, uint64_t *out)
+{
+    int base = 10;
+    const char *p = v;
+    char *end;
+    unsigned long long n;
+
+    if (p[0] == '0' && (p[1] == 'x' || p[1] == 'X')) {
+        base = 16;
+        p += 2;
+    }
+    if (!(base == 16 ? isxdigit((unsigned char)*p)
+                     : isdigit((unsigned char)*p)))
+        return -EINVAL;
+    errno = 0;
+    n = strtoull(p, &end, base);
+    if (*end != '\0')
+        return -EINVAL;
+    if (errno == ERANGE)
+        return -ERANGE;
+    *out = (uint64_t)n;
+    return 0;
+}
+
+static int s_parse_i64(const char *v, int64_t *out)
+{
+    bool neg = v[0] == '-';
+    uint64_t n;
+    int rc = s_parse_u64(neg ? v + 1 : v, &n);
+
+    if (rc < 0)
+        return rc;
+    if (neg) {
+        if (n > (uint64_t)INT64_MAX + 1)
+            return -ERANGE;
+        *out = n == (uint64_t)INT64_MAX + 1 ? INT64_MIN : -(int64_t)n;
+    } else {
+        if (n > (uint64_t)INT64_MAX)
+            return -ERANGE;
+        *out = (int64_t)n;
+    }
+    return 0;
+}
+
+static int s_parse_bool(const char *v, protobuf_c_boolean *out)
+{
+    static const char *const yes[] = {"1", "true", "yes", "on"};
+    static const char *const no[] = {"0", "false", "no", "off"};
+
+    for (size_t i = 0; i < 4; i++) {
+        if (strcasecmp(v, yes[i]) == 0) {
+            *out = 1;
+            return 0;
+        }
+        if (strcasecmp(v, no[i]) == 0) {
+            *out = 0;
+            return 0;
+        }
+    }
+    return -EINVAL;
+}
+
+/* Full name, unique '_'-suffix or number; see im_proto_set_field. */
+static int s_parse_enum(const ProtobufCEnumDescriptor *ed, const char *v,
+                        int *out, char *err, size_t errlen)
+{
+    size_t vl = strlen(v);
+    unsigned matches = 0;
+    int found = 0;
+
+    int64_t n;
+    int nrc = s_parse_i64(v, &n);
+    if (nrc == 0 && n >= INT32_MIN && n <= INT32_MAX) {
+        *out = (int)n;
+        return 0;
+    }
+    if (nrc == -ERANGE || nrc == 0)
+        return s_err(err, errlen, -EINVAL, "%s number %s is out of range",
+                     ed->short_name, v);
+    for (unsigned i = 0; i < ed->n_values; i++) {
+        if (strcasecmp(ed->values[i].name, v) == 0) {
+            *out = ed->values[i].value;
+            return 0;
+        }
+    }
+    for (unsigned i = 0; vl > 0 && i < ed->n_values; i++) {
+        const char *name = ed->values[i].name;
+        size_t nl = strlen(name);
+        if (nl > vl && name[nl - vl - 1] == '_' &&
+            strcasecmp(name + nl - vl, v) == 0) {
+            matches++;
+            found = ed->values[i].value;
+        }
+    }
+    if (matches == 1) {
+        *out = found;
+        return 0;
+    }
+    if (err && errlen) {
+        s_buf_t b = {0};
+        for (unsigned i = 0; i < ed->n_values; i++) {
+            if (i)
+                s_buf_put(&b, "|", 1);
+            s_buf_put(&b, ed->values[i].name, strlen(ed->values[i].name));
+        }
+        snprintf(err, errlen, "%s value \"%s\" for %s; expected %s",
+                 matches ? "ambiguous" : "unknown", v, ed->short_name,
+                 b.p && !b.oom ? b.p : "a value of the enum");
+        free(b.p);
+    }
+    return -EINVAL;
+}
+
+static int s_hex_nibble(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+int im_proto_set_field(ProtobufCMessage *msg, const char *path,
+                       const char *value, char *err, size_t errlen)
+{
+    s_loc_t loc;
+    const ProtobufCFieldDescriptor *f;
+    const char *name;
+    int rc;
+    union {
+        int32_t i32;
+        uint32_t u32;
+        int64_t i64;
+        uint64_t u64;
+        float fl;
+        double db;
+        protobuf_c_boolean b;
+        int e;
+    } v;
+    char *str = NULL;
+    ProtobufCBinaryData bd = {0, NULL};
+
+    if (err && errlen)
+        err[0] = '\0';
+    if (!value)
+        value = "";
+    rc = s_walk(msg, path, true, &loc, err, errlen);
+    if (rc < 0)
+        return rc;
+    f = loc.f;
+    name = f->name;
+    if (f->label == PROTOBUF_C_LABEL_REPEATED && !loc.indexed)
+        return s_err(err, errlen, -EINVAL,
+                     "%s is repeated: give an index (%s.0...)", name, name);
+
+    /* Parse first, so a bad value leaves the field as it was. */
+    memset(&v, 0, sizeof(v));
+    switch (f->type) {
+    case PROTOBUF_C_TYPE_INT32:
+    case PROTOBUF_C_TYPE_SINT32:
+    case PROTOBUF_C_TYPE_SFIXED32:
+        rc = s_parse_i64(value, &v.i64);
+        if (rc == 0 && (v.i64 < INT32_MIN || v.i64 > INT32_MAX))
+            rc = -ERANGE;
+        v.i32 = (int32_t)v.i64;
+        break;
+    case PROTOBUF_C_TYPE_UINT32:
+    case PROTOBUF_C_TYPE_FIXED32:
+        rc = s_parse_u64(value, &v.u64);
+        if (rc == 0 && v.u64 > UINT32_MAX)
+            rc = -ERANGE;
+        v.u32 = (uint32_t)v.u64;
+        break;
+    case PROTOBUF_C_TYPE_INT64:
+    case PROTOBUF_C_TYPE_SINT64:
+    case PROTOBUF_C_TYPE_SFIXED64: rc = s_parse_i64(value, &v.i64); break;
+    case PROTOBUF_C_TYPE_UINT64:
+    case PROTOBUF_C_TYPE_FIXED64: rc = s_parse_u64(value, &v.u64); break;
+    case PROTOBUF_C_TYPE_FLOAT:
+    case PROTOBUF_C_TYPE_DOUBLE: {
+        char *end;
+        double d;
+        errno = 0;
+        d = strtod(value, &end);
+        if (!*value || *end || errno == ERANGE)
+            rc = -EINVAL;
+        if (f->type == PROTOBUF_C_TYPE_FLOAT)
+            v.fl = (float)d;
+        else
+            v.db = d;
+        break;
+    }
+    case PROTOBUF_C_TYPE_BOOL: rc = s_parse_bool(value, &v.b); break;
+    case PROTOBUF_C_TYPE_ENUM:
+        rc = s_parse_enum(f->descriptor, value, &v.e, err, errlen);
+        if (rc < 0 && err && errlen) {
+            char why[512];
+            snprintf(why, sizeof(why), "%s", err);
+            snprintf(err, errlen, "%s: %s", name, why);
+        }
+        if (rc < 0)
+            return rc;
+        break;
+    case PROTOBUF_C_TYPE_STRING:
+        str = strdup(value);
+        if (!str)
+            return s_err(err, errlen, -ENOMEM, "out of memory");
+        break;
+    case PROTOBUF_C_TYPE_BYTES: {
+        size_t n = strlen(value);
+        if (n % 2) {
+            rc = -EINVAL;
+            break;
+        }
+        bd.len = n / 2;
+        bd.data = malloc(bd.len ? bd.len : 1);
+        if (!bd.data)
+            return s_err(err, errlen, -ENOMEM, "out of memory");
+        for (size_t i = 0; i < bd.len; i++) {
+            int hi = s_hex_nibble(value[2 * i]);
+            int lo = s_hex_nibble(value[2 * i + 1]);
+            if (hi < 0 || lo < 0) {
+                rc = -EINVAL;
+                break;
+            }
+            bd.data[i] = (uint8_t)(hi << 4 | lo);
+        }
+        if (rc < 0)
+            free(bd.data);
+        break;
+    }
+    case PROTOBUF_C_TYPE_MESSAGE:
+        if (value[0] && strcmp(value, "{}") != 0)
+            return s_err(err, errlen, -EINVAL,
+                         "%s is a message: set its fields (%s.FIELD=...) or "
+                         "give it \"{}\"",
+                         name, name);
+        break;
+    }
+    if (rc == -ERANGE)
+        return s_err(err, errlen, -EINVAL, "%s: \"%s\" is out of range", name,
+                     value);
+    if (rc < 0)
+        return s_err(err, errlen, -EINVAL, "%s: bad value \"%s\"", name, value);
+
+    if (!loc.indexed && (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF))
+        s_oneof_select(loc.msg, f);
+    void *member = s_loc_member(&loc);
+    switch (f->type) {
+    case PROTOBUF_C_TYPE_STRING:
+        if (loc.indexed)
+            free(*(char **)member);
+        else
+            s_value_free(f, member);
+        *(char **)member = str;
+        break;
+    case PROTOBUF_C_TYPE_BYTES:
+        if (loc.indexed)
+            free(((ProtobufCBinaryData *)member)->data);
+        else
+            s_value_free(f, member);
+        *(ProtobufCBinaryData *)member = bd;
+        break;
+    case PROTOBUF_C_TYPE_MESSAGE:
+        if (!*(ProtobufCMessage **)member) {
+            *(ProtobufCMessage **)member = im_proto_msg_new(f->descriptor);
+            if (!*(ProtobufCMessage **)member)
+                return s_err(err, errlen, -ENOMEM, "out of memory");
+        }
+        break;
+    case PROTOBUF_C_TYPE_BOOL: *(protobuf_c_boolean *)member = v.b; break;
+    case PROTOBUF_C_TYPE_ENUM: *(int *)member = v.e; break;
+    case PROTOBUF_C_TYPE_FLOAT: *(float *)member = v.fl; break;
+    case PROTOBUF_C_TYPE_DOUBLE: *(double *)member = v.db; break;
+    default:
+        if (s_type_size(f->type) == 4)
+            memcpy(member, &v.u32, 4);
+        else
+            memcpy(member, &v.u64, 8);
+        break;
+    }
+    if (!loc.indexed && f->label == PROTOBUF_C_LABEL_OPTIONAL &&
+        !(f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) &&
+        f->type != PROTOBUF_C_TYPE_STRING && f->type != PROTOBUF_C_TYPE_MESSAGE)
+        *(protobuf_c_boolean *)((char *)loc.msg + f->quantifier_offset) = 1;
+    return 0;
+}
+
+/* Whether the value stored at p is not the proto3 default. */
+static bool s_is_set(const ProtobufCFieldDescriptor *f, const void *p)
+{
+    switch (f->type) {
+    case PROTOBUF_C_TYPE_FLOAT: return *(const float *)p != 0;
+    case PROTOBUF_C_TYPE_DOUBLE: return *(const double *)p != 0;
+    case PROTOBUF_C_TYPE_BOOL: return *(const protobuf_c_boolean *)p != 0;
+    case PROTOBUF_C_TYPE_ENUM: return *(const int *)p != 0;
+    case PROTOBUF_C_TYPE_STRING: {
+        const char *s = *(char *const *)p;
+        return s && s[0];
+    }
+    case PROTOBUF_C_TYPE_BYTES:
+        return ((const ProtobufCBinaryData *)p)->len > 0;
+    case PROTOBUF_C_TYPE_MESSAGE: return *(ProtobufCMessage *const *)p != NULL;
+    default:
+        if (s_type_size(f->type) == 4)
+            return *(const uint32_t *)p != 0;
+        return *(const uint64_t *)p != 0;
+    }
+}
+
+int im_proto_get_field(const ProtobufCMessage *msg, const char *path, char *out,
+                       size_t outlen)
+{
+    s_loc_t loc;
+    s_buf_t b = {0};
+    const ProtobufCFieldDescriptor *f;
+    const char *base;
+    int rc;
+
+    if (out && outlen)
+        out[0] = '\0';
+    /* Without create, s_walk writes nothing. */
+    rc = s_walk((ProtobufCMessage *)msg, path, false, &loc, NULL, 0);
+    if (rc < 0)
+        return rc;
+    f = loc.f;
+    base = (const char *)loc.msg;
+    if (f->label == PROTOBUF_C_LABEL_REPEATED && !loc.indexed) {
+        size_t n = *(const size_t *)(base + f->quantifier_offset);
+        s_buf_printf(&b, "%zu", n);
+        rc = n > 0;
+    } else if (!loc.indexed && (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) &&
+               *(const uint32_t *)(base + f->quantifier_offset) != f->id) {
+        return -ENOENT;
+    } else {
+        const void *member = s_loc_member(&loc);
+        switch (f->type) {
+        case PROTOBUF_C_TYPE_STRING: {
+            const char *s = *(char *const *)member;
+            s_buf_put(&b, s ? s : "", s ? strlen(s) : 0);
+            break;
+        }
+        case PROTOBUF_C_TYPE_ENUM: {
+            int e = *(const int *)member;
+            const ProtobufCEnumValue *ev =
+                protobuf_c_enum_descriptor_get_value(f->descriptor, e);
+            if (ev)
+                s_buf_put(&b, ev->name, strlen(ev->name));
+            else
+                s_buf_printf(&b, "%d", e);
+            break;
+        }
+        case PROTOBUF_C_TYPE_MESSAGE:
+            if (!*(ProtobufCMessage *const *)member)
+                return -ENOENT;
+            s_json_value(&b, f, member);
+            break;
+        default:
+            s_json_value(&b, f, member);
+            if (f->type == PROTOBUF_C_TYPE_BYTES && b.p && b.len >= 2) {
+                /* Without the JSON quotes. */
+                memmove(b.p, b.p + 1, b.len - 2);
+                b.len -= 2;
+                b.p[b.len] = '\0';
+            }
+            break;
+        }
+        rc = s_is_set(f, member);
+    }
+    if (b.oom) {
+        free(b.p);
+        return -ENOMEM;
+    }
+    if (out && outlen) {
+        size_t n = b.p ? b.len : 0;
+        if (n >= outlen) {
+            n = outlen - 1;
+            rc = -ENOSPC;
+        }
+        if (n)
+            memcpy(out, b.p, n);
+        out[n] = '\0';
+    } else if (b.len > 0) {
+        rc = -ENOSPC;
+    }
+    free(b.p);
+    return rc;
 }

@@ -333,10 +333,10 @@ void cp_handler_frame(cp_context_t *ctx, const void *peer, size_t peer_len,
     im_proto_err_t err = im_proto_unpack(data, len, &env, why, sizeof(why));
     if (err != IM_PROTO_OK) {
         im_metric_inc(ctx->metrics->protocol_errors_total);
-        char q[200];
+        char q[200], qwhy[200];
         IM_LOG_WARN("event=protocol_error kind=%s peer=%s len=%zu why=%s",
                     im_proto_err_name(err), im_log_quote(q, sizeof(q), peer_id),
-                    len, im_log_quote(why, sizeof(why), why));
+                    len, im_log_quote(qwhy, sizeof(qwhy), why));
         if (err == IM_PROTO_VERSION && env)
             cp_handler_error(ctx, peer, peer_len, env->seq,
                           IMSPLIT__V1__ERROR_CODE__ERROR_UNSUPPORTED_VERSION,

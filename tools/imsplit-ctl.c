@@ -1,9 +1,14 @@
-/* imsplit-ctl: asks a running imsplit-cp about its workers or sessions over
- * the CP-UP protocol (a Query envelope on the CP's ROUTER) and prints the
- * answer as a table or as JSON.
+/* imsplit-ctl: the operator's and the tests' tool for the CP-UP protocol.
  *
- * Exit codes: 0 answer printed, 2 no answer in time or an error from the CP
- * or the local setup (reason on stderr), 64 usage error. */
+ *   workers, sessions   ask a running imsplit-cp (a Query on its ROUTER) and
+ *                       print the answer as a table or as JSON
+ *   drain ID            tell the CP to drain worker ID (Drain/DrainResult)
+ *   keygen PREFIX       write a CURVE keypair (im_curve_keygen_files)
+ *   worker, cp          play a fake worker or CP from a script (ctl_peer)
+ *
+ * Exit codes: 0 done, 1 a script failed (worker, cp), 2 no answer in time,
+ * a refusal or an error from the CP or the local setup (reason on stderr),
+ * 64 usage error. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdbool.h>
@@ -18,15 +23,19 @@
 
 #include "im_clock.h"
 #include "im_config.h"
+#include "im_curve.h"
 #include "im_log.h"
 #include "im_proto.h"
 #include "im_zmq.h"
+
+#include "ctl_peer.h"
 
 #define CTL_EXIT_OK 0
 #define CTL_EXIT_FAIL 2
 #define CTL_EXIT_USAGE 64
 
-/* The only command this process sends; the answer must name it. */
+/* The only request this process sends (workers, sessions, drain); the
+ * answer must name it. */
 #define CTL_QUERY_SEQ 1u
 
 #define CTL_TIMEOUT_MAX_MS 600000u
@@ -36,7 +45,35 @@ typedef struct {
     bool json;
     uint32_t timeout_ms;
     bool help;
+    const char *id;     /* worker, cp: own id */
+    const char *script; /* worker, cp */
+    const char *epoch;  /* worker, cp: decimal or 0x hex, non-zero */
+    uint32_t heartbeat_ms;
+    const char *bind; /* cp */
+    const char *curve_server_key; /* CURVE: the CP's public key (arg) */
+    const char *curve_secret;     /* CURVE: our secret key (arg) */
 } ctl_opts_t;
+
+/* The CURVE client settings when asked for: 1 on, 0 off, <0 error
+ * (printed). */
+static int ctl_curve(const ctl_opts_t *o, im_zmq_curve_t *curve)
+{
+    char err[256];
+    if (!o->curve_server_key && !o->curve_secret)
+        return 0;
+    if (!o->curve_server_key || !o->curve_secret) {
+        fprintf(stderr, "imsplit-ctl: --curve-server-key and --curve-secret "
+                        "go together\n");
+        return -EINVAL;
+    }
+    int rc = im_zmq_curve_client_load(curve, o->curve_server_key,
+                                      o->curve_secret, err, sizeof(err));
+    if (rc < 0) {
+        fprintf(stderr, "imsplit-ctl: %s\n", err);
+        return rc;
+    }
+    return 1;
+}
 
 /* ---- table printing ---------------------------------------------------- */
 
@@ -183,11 +220,12 @@ static void ctl_make_id(char *buf, size_t size)
     snprintf(buf, size, "ctl-%ld-%08" PRIx32, (long)getpid(), r);
 }
 
-/* Waits for the QueryResult (or ErrorReply) that answers CTL_QUERY_SEQ and
- * returns it in *out; anything else that arrives (a late answer to another
- * ctl with the same id, a malformed frame) is skipped. Returns 0, -ETIMEDOUT
- * or -errno. */
-static int ctl_await(void *sock, uint32_t timeout_ms, im_env_t **out)
+/* Waits for the answer (body answer_case, or an ErrorReply) to
+ * CTL_QUERY_SEQ and returns it in *out; anything else that arrives (a late
+ * answer to another ctl with the same id, a malformed frame) is skipped.
+ * Returns 0, -ETIMEDOUT or -errno. */
+static int ctl_await(void *sock, uint32_t timeout_ms, int answer_case,
+                     im_env_t **out)
 {
     uint64_t deadline = im_clock_ms() + timeout_ms;
     *out = NULL;
@@ -238,12 +276,9 @@ static int ctl_await(void *sock, uint32_t timeout_ms, im_env_t **out)
             im_proto_free(env);
             continue;
         }
-        bool ours =
-            env->reply_to == CTL_QUERY_SEQ &&
-            ((env->body_case == IMSPLIT__V1__ENVELOPE__BODY_QUERY_RESULT &&
-              env->query_result) ||
-             (env->body_case == IMSPLIT__V1__ENVELOPE__BODY_ERROR &&
-              env->error));
+        bool ours = env->reply_to == CTL_QUERY_SEQ && im_env_body(env) &&
+                    ((int)env->body_case == answer_case ||
+                     env->body_case == IMSPLIT__V1__ENVELOPE__BODY_ERROR);
         if (!ours) {
             im_proto_free(env);
             continue;
@@ -275,36 +310,45 @@ static int ctl_send(void *sock, const uint8_t *frame, size_t len,
     }
 }
 
-static int ctl_query(const ctl_opts_t *o, int kind)
+/* Sends the request env (header filled here) to the CP and waits for the
+ * answer of body answer_case or an ErrorReply, returned in *reply. Returns
+ * 0 or CTL_EXIT_FAIL (reason printed). */
+static int ctl_request(const ctl_opts_t *o, im_env_t *env, int answer_case,
+                       im_env_t **reply)
 {
     int rc = CTL_EXIT_FAIL;
     void *ctx = zmq_ctx_new();
     void *sock = NULL;
     uint8_t *frame = NULL;
     size_t frame_len = 0;
-    im_env_t *reply = NULL;
     char id[64];
 
+    *reply = NULL;
     if (!ctx) {
         fprintf(stderr, "imsplit-ctl: zmq_ctx_new: %s\n", zmq_strerror(errno));
         return CTL_EXIT_FAIL;
     }
     ctl_make_id(id, sizeof(id));
-    sock = im_zmq_dealer_connect(ctx, o->ctl, id);
+    im_zmq_curve_t curve;
+    int on = ctl_curve(o, &curve);
+    if (on < 0)
+        goto out;
+    sock = im_zmq_dealer_connect_opts(ctx, o->ctl, id, on ? &curve : NULL);
+    if (on)
+        im_zmq_curve_clear(&curve);
     if (!sock) {
         fprintf(stderr, "imsplit-ctl: cannot connect to %s: %s\n", o->ctl,
                 zmq_strerror(errno));
         goto out;
     }
-
-    Imsplit__V1__Query q = IMSPLIT__V1__QUERY__INIT;
-    q.kind = (Imsplit__V1__QueryKind)kind;
-    im_env_t env = IMSPLIT__V1__ENVELOPE__INIT;
-    im_env_init(&env, id, im_clock_epoch(), CTL_QUERY_SEQ);
-    env.body_case = IMSPLIT__V1__ENVELOPE__BODY_QUERY;
-    env.query = &q;
-    if (im_proto_pack(&env, &frame, &frame_len) < 0) {
-        fprintf(stderr, "imsplit-ctl: cannot encode the query\n");
+    /* Not im_env_init: that would clear the body the caller set. */
+    env->major = IM_PROTO_MAJOR;
+    env->minor = IM_PROTO_MINOR;
+    env->sender_id = id;
+    env->sender_epoch = im_clock_epoch();
+    env->seq = CTL_QUERY_SEQ;
+    if (im_proto_pack(env, &frame, &frame_len) < 0) {
+        fprintf(stderr, "imsplit-ctl: cannot encode the request\n");
         goto out;
     }
     uint64_t start = im_clock_ms();
@@ -324,7 +368,7 @@ static int ctl_query(const ctl_opts_t *o, int kind)
     uint32_t left =
         spent >= o->timeout_ms ? 1 : o->timeout_ms - (uint32_t)spent;
 
-    int arc = ctl_await(sock, left, &reply);
+    int arc = ctl_await(sock, left, answer_case, reply);
     if (arc == -ETIMEDOUT) {
         fprintf(stderr,
                 "imsplit-ctl: no answer from %s within %" PRIu32 " ms\n",
@@ -336,48 +380,133 @@ static int ctl_query(const ctl_opts_t *o, int kind)
                 zmq_strerror(-arc));
         goto out;
     }
-
-    if (o->json) {
-        char *json = im_proto_to_json(reply);
-        if (!json) {
-            fprintf(stderr, "imsplit-ctl: cannot render JSON\n");
-            goto out;
-        }
-        printf("%s\n", json);
-        free(json);
-        rc = reply->body_case == IMSPLIT__V1__ENVELOPE__BODY_ERROR
-                 ? CTL_EXIT_FAIL
-                 : CTL_EXIT_OK;
-        if (rc != CTL_EXIT_OK)
-            fprintf(stderr, "imsplit-ctl: CP answered with an error: %s\n",
-                    reply->error->message ? reply->error->message : "");
-        goto out;
-    }
-    if (reply->body_case == IMSPLIT__V1__ENVELOPE__BODY_ERROR) {
-        fprintf(stderr,
-                "imsplit-ctl: CP answered with an error (code %d): %s\n",
-                (int)reply->error->code,
-                reply->error->message ? reply->error->message : "");
-        goto out;
-    }
-    int prc = kind == IMSPLIT__V1__QUERY_KIND__QUERY_WORKERS
-                  ? ctl_print_workers(reply->query_result, stdout)
-                  : ctl_print_sessions(reply->query_result, stdout);
-    if (prc < 0) {
-        fprintf(stderr, "imsplit-ctl: out of memory\n");
-        goto out;
-    }
     rc = CTL_EXIT_OK;
 out:
-    if (fflush(stdout) != 0 && rc == CTL_EXIT_OK) {
-        fprintf(stderr, "imsplit-ctl: write to stdout: %s\n", strerror(errno));
-        rc = CTL_EXIT_FAIL;
-    }
-    im_proto_free(reply);
     free(frame);
     im_zmq_close(&sock);
     zmq_ctx_term(ctx);
     return rc;
+}
+
+/* Prints the answer as one JSON line. 0 or CTL_EXIT_FAIL. */
+static int ctl_print_json(const im_env_t *reply)
+{
+    char *json = im_proto_to_json(reply);
+    if (!json) {
+        fprintf(stderr, "imsplit-ctl: cannot render JSON\n");
+        return CTL_EXIT_FAIL;
+    }
+    printf("%s\n", json);
+    free(json);
+    return CTL_EXIT_OK;
+}
+
+static void ctl_print_error(const im_env_t *reply)
+{
+    fprintf(stderr, "imsplit-ctl: CP answered with an error (code %d): %s\n",
+            (int)reply->error->code,
+            reply->error->message ? reply->error->message : "");
+}
+
+static int ctl_flush_stdout(int rc)
+{
+    if (fflush(stdout) != 0 && rc == CTL_EXIT_OK) {
+        fprintf(stderr, "imsplit-ctl: write to stdout: %s\n", strerror(errno));
+        return CTL_EXIT_FAIL;
+    }
+    return rc;
+}
+
+static int ctl_query(const ctl_opts_t *o, int kind)
+{
+    im_env_t *reply = NULL;
+    Imsplit__V1__Query q = IMSPLIT__V1__QUERY__INIT;
+    im_env_t env = IMSPLIT__V1__ENVELOPE__INIT;
+    int rc;
+
+    q.kind = (Imsplit__V1__QueryKind)kind;
+    env.body_case = IMSPLIT__V1__ENVELOPE__BODY_QUERY;
+    env.query = &q;
+    rc = ctl_request(o, &env, IMSPLIT__V1__ENVELOPE__BODY_QUERY_RESULT, &reply);
+    if (rc != CTL_EXIT_OK)
+        return ctl_flush_stdout(rc);
+    bool error = reply->body_case == IMSPLIT__V1__ENVELOPE__BODY_ERROR;
+    if (o->json) {
+        rc = ctl_print_json(reply);
+        if (rc == CTL_EXIT_OK && error) {
+            ctl_print_error(reply);
+            rc = CTL_EXIT_FAIL;
+        }
+    } else if (error) {
+        ctl_print_error(reply);
+        rc = CTL_EXIT_FAIL;
+    } else {
+        int prc = kind == IMSPLIT__V1__QUERY_KIND__QUERY_WORKERS
+                      ? ctl_print_workers(reply->query_result, stdout)
+                      : ctl_print_sessions(reply->query_result, stdout);
+        if (prc < 0) {
+            fprintf(stderr, "imsplit-ctl: out of memory\n");
+            rc = CTL_EXIT_FAIL;
+        }
+    }
+    im_proto_free(reply);
+    return ctl_flush_stdout(rc);
+}
+
+/* Drain{node_id}: 0 when the CP answers STATUS_OK, 2 otherwise (unknown
+ * worker, error, no answer). */
+static int ctl_drain(const ctl_opts_t *o, const char *node_id)
+{
+    im_env_t *reply = NULL;
+    Imsplit__V1__Drain d = IMSPLIT__V1__DRAIN__INIT;
+    im_env_t env = IMSPLIT__V1__ENVELOPE__INIT;
+    int rc;
+
+    d.node_id = (char *)node_id;
+    env.body_case = IMSPLIT__V1__ENVELOPE__BODY_DRAIN;
+    env.drain = &d;
+    rc = ctl_request(o, &env, IMSPLIT__V1__ENVELOPE__BODY_DRAIN_RESULT, &reply);
+    if (rc != CTL_EXIT_OK)
+        return ctl_flush_stdout(rc);
+    if (o->json)
+        rc = ctl_print_json(reply);
+    if (reply->body_case == IMSPLIT__V1__ENVELOPE__BODY_ERROR) {
+        ctl_print_error(reply);
+        rc = CTL_EXIT_FAIL;
+    } else if (reply->drain_result->status == IMSPLIT__V1__STATUS__STATUS_OK) {
+        if (!o->json)
+            printf("worker %s is draining\n", node_id);
+    } else {
+        int st = reply->drain_result->status;
+        fprintf(stderr, "imsplit-ctl: drain %s refused: %s\n", node_id,
+                st == IMSPLIT__V1__STATUS__STATUS_NOT_FOUND
+                    ? "no such worker"
+                    : im_proto_status_name(st));
+        rc = CTL_EXIT_FAIL;
+    }
+    im_proto_free(reply);
+    return ctl_flush_stdout(rc);
+}
+
+static int ctl_keygen_cmd(const char *prefix)
+{
+    char err[512];
+    char path[4096];
+    im_curve_key_t pub;
+    char z85[IM_CURVE_Z85_LEN + 1];
+
+    if (im_curve_keygen_files(prefix, err, sizeof(err)) < 0) {
+        fprintf(stderr, "imsplit-ctl: keygen: %s\n", err);
+        return CTL_EXIT_FAIL;
+    }
+    snprintf(path, sizeof(path), "%s.pub", prefix);
+    if (im_curve_key_load(path, IM_CURVE_PUBLIC, &pub, err, sizeof(err)) < 0) {
+        fprintf(stderr, "imsplit-ctl: keygen: %s\n", err);
+        return CTL_EXIT_FAIL;
+    }
+    im_curve_key_z85(&pub, z85);
+    printf("%s\n", z85);
+    return ctl_flush_stdout(CTL_EXIT_OK);
 }
 
 /* ---- main -------------------------------------------------------------- */
@@ -388,9 +517,81 @@ static void ctl_usage(FILE *f, const char *prog, const im_opt_t *opts,
     im_config_usage(f, prog, opts, nopts);
     fprintf(f,
             "\ncommands:\n"
-            "  workers    the CP's workers: state, epoch, MSRP address, load\n"
-            "  sessions   the CP's sessions (at most the first 1000)\n"
-            "\nexit: 0 answered, 2 no answer in time or an error, 64 usage\n");
+            "  workers         the CP's workers: state, epoch, MSRP address, "
+            "load\n"
+            "  sessions        the CP's sessions (at most the first 1000)\n"
+            "  drain ID        stop placing sessions on worker ID and let it "
+            "drain\n"
+            "  keygen PREFIX   write a CURVE keypair to PREFIX.pub and "
+            "PREFIX.key\n"
+            "  worker          play a worker: --ctl EP --id ID --script FILE\n"
+            "                  [--epoch N] [--heartbeat-ms MS]\n"
+            "  cp              play a CP: --bind EP --script FILE [--epoch N]\n"
+            "                  [--heartbeat-ms MS] [--id ID]\n"
+            "\nexit: 0 done, 1 script failed, 2 no answer in time, refused "
+            "or an error, 64 usage\n");
+}
+
+static int ctl_parse_epoch(const char *s, uint64_t *out)
+{
+    char *end;
+    unsigned long long v;
+
+    if (!s || !(s[0] >= '0' && s[0] <= '9'))
+        return -EINVAL;
+    errno = 0;
+    v = strtoull(s, &end,
+                 (s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) ? 16 : 10);
+    if (*end || errno == ERANGE || v == 0)
+        return -EINVAL;
+    *out = (uint64_t)v;
+    return 0;
+}
+
+static int ctl_peer_cmd(const ctl_opts_t *o, bool cp)
+{
+    ctl_peer_opts_t po = {
+        .mode = cp ? CTL_PEER_CP : CTL_PEER_WORKER,
+        .endpoint = cp ? o->bind : o->ctl,
+        .id = o->id,
+        .heartbeat_ms = o->heartbeat_ms,
+        .script = o->script,
+    };
+    im_zmq_curve_t curve;
+
+    if (!o->script || !o->script[0]) {
+        fprintf(stderr, "imsplit-ctl: %s needs --script FILE\n",
+                cp ? "cp" : "worker");
+        return CTL_EXIT_USAGE;
+    }
+    if (cp && (!o->bind || !o->bind[0])) {
+        fprintf(stderr, "imsplit-ctl: cp needs --bind ENDPOINT\n");
+        return CTL_EXIT_USAGE;
+    }
+    if (!cp && (!o->id || !o->id[0])) {
+        fprintf(stderr, "imsplit-ctl: worker needs --id ID\n");
+        return CTL_EXIT_USAGE;
+    }
+    if (o->epoch && ctl_parse_epoch(o->epoch, &po.epoch) < 0) {
+        fprintf(stderr,
+                "imsplit-ctl: --epoch: \"%s\" is not a non-zero "
+                "number\n",
+                o->epoch);
+        return CTL_EXIT_USAGE;
+    }
+    int on = ctl_curve(o, &curve);
+    if (on < 0)
+        return CTL_EXIT_USAGE;
+    if (on && cp) {
+        im_zmq_curve_clear(&curve);
+        fprintf(stderr, "imsplit-ctl: cp mode does not speak CURVE\n");
+        return CTL_EXIT_USAGE;
+    }
+    po.curve = on ? &curve : NULL;
+    int rc = ctl_peer_run(&po);
+    if (on)
+        im_zmq_curve_clear(&curve);
+    return rc;
 }
 
 int main(int argc, char **argv)
@@ -403,6 +604,19 @@ int main(int argc, char **argv)
          "print the CP's answer as one JSON line"},
         {"timeout", IM_OPT_UINT, &o.timeout_ms, 1, CTL_TIMEOUT_MAX_MS,
          "milliseconds to wait for the answer"},
+        {"id", IM_OPT_STRING, &o.id, 0, 0,
+         "worker, cp: own routing id / sender id"},
+        {"script", IM_OPT_STRING, &o.script, 0, 0, "worker, cp: script file"},
+        {"epoch", IM_OPT_STRING, &o.epoch, 0, 0,
+         "worker, cp: own epoch (default: random)"},
+        {"heartbeat-ms", IM_OPT_UINT, &o.heartbeat_ms, 1, CTL_TIMEOUT_MAX_MS,
+         "worker, cp: send heartbeats every MS from the start"},
+        {"bind", IM_OPT_STRING, &o.bind, 0, 0,
+         "cp: ROUTER endpoint to bind for workers"},
+        {"curve-server-key", IM_OPT_STRING, &o.curve_server_key, 0, 0,
+         "CURVE: the CP's public key (key file or Z85 text)"},
+        {"curve-secret", IM_OPT_STRING, &o.curve_secret, 0, 0,
+         "CURVE: our secret key (its public key on the CP's --curve-allow)"},
         {"help", IM_OPT_BOOL, &o.help, 0, 0, "print this help"},
     };
     const size_t nopts = sizeof(opts) / sizeof(opts[0]);
@@ -422,24 +636,41 @@ int main(int argc, char **argv)
         ctl_usage(stdout, prog, opts, nopts);
         return CTL_EXIT_OK;
     }
-    if (npos != 1 || !pos[0]) {
-        fprintf(stderr, "imsplit-ctl: expected exactly one command\n");
+    if (npos < 1 || !pos[0]) {
+        fprintf(stderr, "imsplit-ctl: expected a command\n");
         ctl_usage(stderr, prog, opts, nopts);
         return CTL_EXIT_USAGE;
     }
-    int kind;
-    if (strcmp(pos[0], "workers") == 0) {
-        kind = IMSPLIT__V1__QUERY_KIND__QUERY_WORKERS;
-    } else if (strcmp(pos[0], "sessions") == 0) {
-        kind = IMSPLIT__V1__QUERY_KIND__QUERY_SESSIONS;
-    } else {
-        fprintf(stderr, "imsplit-ctl: unknown command \"%s\"\n", pos[0]);
+    const char *cmd = pos[0];
+    size_t want = !strcmp(cmd, "drain") || !strcmp(cmd, "keygen") ? 2 : 1;
+    bool known = !strcmp(cmd, "workers") || !strcmp(cmd, "sessions") ||
+                 !strcmp(cmd, "drain") || !strcmp(cmd, "keygen") ||
+                 !strcmp(cmd, "worker") || !strcmp(cmd, "cp");
+    if (!known) {
+        fprintf(stderr, "imsplit-ctl: unknown command \"%s\"\n", cmd);
         ctl_usage(stderr, prog, opts, nopts);
         return CTL_EXIT_USAGE;
     }
+    if (npos != want || (want == 2 && (!pos[1] || !pos[1][0]))) {
+        fprintf(stderr, "imsplit-ctl: %s takes %s\n", cmd,
+                want == 2 ? (strcmp(cmd, "drain") ? "a PREFIX" : "a worker ID")
+                          : "no arguments");
+        ctl_usage(stderr, prog, opts, nopts);
+        return CTL_EXIT_USAGE;
+    }
+    if (!strcmp(cmd, "keygen"))
+        return ctl_keygen_cmd(pos[1]);
+    if (!strcmp(cmd, "cp"))
+        return ctl_peer_cmd(&o, true);
     if (!o.ctl || !o.ctl[0]) {
         fprintf(stderr, "imsplit-ctl: --ctl must not be empty\n");
         return CTL_EXIT_USAGE;
     }
-    return ctl_query(&o, kind);
+    if (!strcmp(cmd, "worker"))
+        return ctl_peer_cmd(&o, false);
+    if (!strcmp(cmd, "drain"))
+        return ctl_drain(&o, pos[1]);
+    return ctl_query(&o, !strcmp(cmd, "workers")
+                             ? IMSPLIT__V1__QUERY_KIND__QUERY_WORKERS
+                             : IMSPLIT__V1__QUERY_KIND__QUERY_SESSIONS);
 }
