@@ -1,8 +1,10 @@
-# Shared helpers for the system tests (tests/sip, tests/proto, tests/e2e).
+# Shared helpers for the system tests (tests/sip, tests/proto, tests/e2e,
+# tests/fault) and the benchmarks.
 #
 # Source it from a test script, then:
 #   t_init NAME                 temp dir, cleanup trap, binaries checked
-#   t_start_stack [CP FLAGS]    free ports, imsplit-cp + 2 imsplit-up, ready
+#   t_start_stack [CP FLAGS]    free ports, imsplit-cp + T_WORKERS imsplit-up,
+#                               ready
 #   t_sipp_uas NAME XML [ARGS]  controlling side (UAS) in the background
 #   t_sipp_uac NAME XML [ARGS]  IM client (UAC) in the background
 #   t_sipp_wait NAME SECONDS    wait (bounded) and record its exit code
@@ -10,15 +12,41 @@
 #   assertions: t_assert_metric, t_wait_metric, t_assert_log, ...
 #   t_finish                    assert_no_leaks, stop the stack, check exits
 #
-# Ground rules the helpers keep: everything listens on 127.0.0.1 with ports
-# the kernel just handed out; every wait has a bound; the cleanup trap
-# signals only the PIDs this test started (T_PIDS), never processes found
-# by name. On failure the logs of every process are printed; the temp dir
-# is kept when IMSPLIT_KEEP_TEST_DIR=1 or the test failed.
+# Faults and scale-out (tests/fault, bench/workers.sh):
+#   t_start_cp [CP FLAGS]       only the CP (t_start_stack = this + workers)
+#   t_restart_cp                the CP again, same ports and flags, after
+#                               t_kill cp (a new CP epoch)
+#   t_start_worker I            worker up-I (again, after t_kill up-I: same
+#                               id, metrics port and namespace, new epoch)
+#   t_kill NAME [SIG]           signal a process (default KILL); after KILL
+#                               a daemon is "gone" until started again: not
+#                               a crash for t_check_daemons, and t_finish
+#                               neither checks its leaks nor its exit code
+#   t_ctl_workers               "ID STATE SESSIONS LEGS MSRP EPOCH" rows
+#   t_ctl_worker ID COLUMN      one of them (state, sessions, legs, msrp, ...)
+#   t_ctl_sessions_on ID        sessions the CP lists on worker ID
+#   t_worker_of_path PATH       which up-N owns an MSRP path
+#   t_scenario XML KEY=VAL...   copy of a scenario with @KEY@ filled in
+#   t_netns_create NS...        network namespaces, deleted by the cleanup
+#
+# Ground rules the helpers keep: everything listens on 127.0.0.1 (or T_HOST,
+# below) with ports the kernel just handed out; every wait has a bound; the
+# cleanup trap signals only the PIDs this test started (T_PIDS), never
+# processes found by name. On failure the logs of every process are
+# printed; the temp dir is kept when IMSPLIT_KEEP_TEST_DIR=1 or the test
+# failed. A test that exits 77 is skipped (ctest SKIP_RETURN_CODE).
 #
 # Environment: IMSPLIT_BUILD_DIR (binaries), IMSPLIT_SRC_DIR (scenarios),
 # T_TRANSPORT=udp|tcp (SIP transport of both sipps and the next hop),
 # T_WORKERS (default 2), SIPP (default sipp).
+#
+# Addresses and namespaces (defaults: everything on 127.0.0.1 in the test's
+# own network namespace): T_HOST is the address of the CP (SIP, control
+# channel, metrics), of both sipps and of the MSRP peers; T_NS the network
+# namespace they run in. T_UP_HOST[i-1] and T_UP_NS[i-1] are the same for
+# worker up-i (default T_HOST, T_NS). T_UP_ARGS are extra flags for every
+# worker. Every helper that talks to a process (curl, ss, imsplit-ctl) runs
+# in that process's namespace.
 
 set -euo pipefail
 
@@ -31,15 +59,24 @@ T_SCEN_DIR=$IMSPLIT_SRC_DIR/tests/sip
 SIPP=${SIPP:-sipp}
 T_TRANSPORT=${T_TRANSPORT:-udp}
 T_WORKERS=${T_WORKERS:-2}
+T_HOST=${T_HOST:-127.0.0.1}
+T_NS=${T_NS:-}
+[[ -v T_UP_HOST ]] || T_UP_HOST=()
+[[ -v T_UP_NS ]] || T_UP_NS=()
+[[ -v T_UP_ARGS ]] || T_UP_ARGS=()
 
 T_NAME=""
 T_DIR=""
 T_PIDS=()              # every process this test started, in start order
-declare -A T_PID_OF=() # process name (cp, up-1, uas, ...) -> pid
-declare -A T_RC_OF=()  # process name -> exit code once reaped
+declare -gA T_PID_OF=() # process name (cp, up-1, uas, ...) -> pid
+declare -gA T_RC_OF=()  # process name -> exit code once reaped
 T_CP_PID=""
 T_UP_NAMES=()
 T_DONE=0
+T_CP_ARGS=()           # the flags of the last t_start_cp, for t_restart_cp
+declare -gA T_GONE=()   # daemon name -> 1 while killed on purpose (t_kill)
+declare -gA T_KILL_TS=() # daemon name -> epoch seconds just before t_kill
+T_NETNS=()             # namespaces t_netns_create made, deleted at cleanup
 
 # Ports, filled by t_start_stack.
 T_SIP_PORT="" T_UAS_PORT="" T_UAC_PORT="" T_CTL_PORT="" T_CP_METRICS_PORT=""
@@ -96,6 +133,7 @@ t_check_daemons() {
     ((T_DONE == 0)) || return 0
     local name pid
     for name in cp "${T_UP_NAMES[@]}"; do
+        [[ -z ${T_GONE[$name]:-} ]] || continue
         pid=${T_PID_OF[$name]:-}
         [[ -n $pid && -z ${T_RC_OF[$name]:-} ]] || continue
         if ! t_alive "$pid"; then
@@ -134,6 +172,8 @@ t_stop() {
     [[ -n ${T_RC_OF[$name]:-} ]] && return 0
     if t_alive "$pid"; then
         kill -s "$sig" "$pid" 2>/dev/null || true
+        # A process held by SIGSTOP acts on nothing but KILL until resumed.
+        kill -s CONT "$pid" 2>/dev/null || true
         if ! t_wait_exit "$name" "$secs"; then
             t_log "$name (pid $pid) ignored SIG$sig for ${secs}s, killing it"
             kill -s KILL "$pid" 2>/dev/null || true
@@ -168,7 +208,11 @@ t_cleanup() {
     done
     t_stop cp TERM 8
     for name in "${T_UP_NAMES[@]}"; do t_stop "$name" TERM 5; done
-    if ((rc != 0)) || ((T_DONE == 0)); then
+    t_netns_delete_all
+    if ((rc == 77)); then
+        echo "$T_NAME: SKIPPED" >&2
+        rm -rf -- "$T_DIR"
+    elif ((rc != 0)) || ((T_DONE == 0)); then
         ((rc == 0)) && rc=1
         t_dump_logs
         echo "$T_NAME: FAILED (exit $rc); files kept in $T_DIR" >&2
@@ -180,14 +224,39 @@ t_cleanup() {
     exit "$rc"
 }
 
-# Starts a background process NAME with stdout+stderr to $T_DIR/NAME.log.
+# Starts a background process NAME with stdout+stderr to $T_DIR/NAME.log,
+# in namespace T_NS. A name used before (a restart) first moves the earlier
+# process's log to NAME.1.log, NAME.2.log, ...; its exit code is forgotten.
 t_spawn() {
-    local name=$1
-    shift
-    "$@" >"$T_DIR/$name.log" 2>&1 &
+    t_spawn_ns "$T_NS" "$@"
+}
+
+# t_spawn_ns NS NAME CMD...: t_spawn in network namespace NS ("" = the
+# test's own). `ip netns exec` execs the command, so the pid is its own.
+t_spawn_ns() {
+    local ns=$1 name=$2
+    shift 2
+    if [[ -e $T_DIR/$name.log ]]; then
+        local k=1
+        while [[ -e $T_DIR/$name.$k.log ]]; do k=$((k + 1)); done
+        mv -- "$T_DIR/$name.log" "$T_DIR/$name.$k.log"
+    fi
+    unset 'T_RC_OF[$name]' 'T_GONE[$name]'
+    if [[ -n $ns ]]; then
+        ip netns exec "$ns" "$@" >"$T_DIR/$name.log" 2>&1 &
+    else
+        "$@" >"$T_DIR/$name.log" 2>&1 &
+    fi
     local pid=$!
     T_PIDS+=("$pid")
     T_PID_OF[$name]=$pid
+}
+
+# t_in_ns NS CMD...: runs CMD in network namespace NS ("" = the test's).
+t_in_ns() {
+    local ns=$1
+    shift
+    if [[ -n $ns ]]; then ip netns exec "$ns" "$@"; else "$@"; fi
 }
 
 # ---- ports --------------------------------------------------------------------
@@ -220,12 +289,13 @@ print(" ".join(map(str, ports)))
 PY
 }
 
-# Waits until something listens on 127.0.0.1:PORT (udp|tcp), up to SECS.
+# Waits until something listens on PORT (udp|tcp) in namespace NS
+# (default T_NS), up to SECS.
 t_wait_listen() {
-    local port=$1 proto=$2 secs=${3:-10} i flag=-ltn
+    local port=$1 proto=$2 secs=${3:-10} ns=${4-$T_NS} i flag=-ltn
     [[ $proto == udp ]] && flag=-lun
     for ((i = 0; i < secs * 20; i++)); do
-        ss -H "$flag" "sport = :$port" 2>/dev/null | grep -q . && return 0
+        t_in_ns "$ns" ss -H "$flag" "sport = :$port" 2>/dev/null | grep -q . && return 0
         sleep 0.05
     done
     return 1
@@ -239,50 +309,113 @@ t_sipp_transport_flag() { [[ $T_TRANSPORT == tcp ]] && echo t1 || echo u1; }
 # all of them live. Extra arguments go to imsplit-cp (they may override the
 # defaults, which come first).
 t_start_stack() {
-    local n=$((5 + T_WORKERS)) ports
-    ports=$(t_free_ports "$n") || t_fail "no free ports"
-    read -r -a ports <<<"$ports"
-    T_SIP_PORT=${ports[0]} T_UAS_PORT=${ports[1]} T_UAC_PORT=${ports[2]}
-    T_CTL_PORT=${ports[3]} T_CP_METRICS_PORT=${ports[4]}
-    T_CTL_EP=tcp://127.0.0.1:$T_CTL_PORT
-    local next_hop=sip:127.0.0.1:$T_UAS_PORT
-    [[ $T_TRANSPORT == tcp ]] && next_hop+=";transport=tcp"
-
-    t_spawn cp "$T_CP_BIN" \
-        --sip "udp:127.0.0.1:$T_SIP_PORT" --sip "tcp:127.0.0.1:$T_SIP_PORT" \
-        --ctl "$T_CTL_EP" --next-hop "$next_hop" \
-        --metrics "127.0.0.1:$T_CP_METRICS_PORT" \
-        --heartbeat-ms 200 --liveness 5 --log-level info "$@"
-    T_CP_PID=${T_PID_OF[cp]}
-
+    t_start_cp "$@"
     local i
-    T_UP_METRICS_PORTS=()
-    T_UP_NAMES=()
     for ((i = 1; i <= T_WORKERS; i++)); do
-        local mport=${ports[$((4 + i))]}
-        T_UP_METRICS_PORTS+=("$mport")
-        T_UP_NAMES+=("up-$i")
-        t_spawn "up-$i" "$T_UP_BIN" --cp "$T_CTL_EP" --id "up-$i" \
-            --msrp 127.0.0.1:0 --metrics "127.0.0.1:$mport"
+        t_start_worker "$i" nowait
     done
     t_wait_ready
-    t_log "stack up: sip 127.0.0.1:$T_SIP_PORT ctl $T_CTL_EP" \
+    t_log "stack up: sip $T_HOST:$T_SIP_PORT ctl $T_CTL_EP" \
         "metrics cp=$T_CP_METRICS_PORT up=${T_UP_METRICS_PORTS[*]}" \
-        "next hop $next_hop"
+        "next hop $(t_next_hop)"
+}
+
+t_next_hop() {
+    local hop=sip:$T_HOST:$T_UAS_PORT
+    [[ $T_TRANSPORT == tcp ]] && hop+=";transport=tcp"
+    echo "$hop"
+}
+
+# Picks every port of the stack (once per test) and starts imsplit-cp with
+# the default flags, then the given ones (which may override them). Does
+# not wait for workers.
+t_start_cp() {
+    if [[ -z $T_SIP_PORT ]]; then
+        local n=$((5 + T_WORKERS)) ports
+        ports=$(t_free_ports "$n") || t_fail "no free ports"
+        read -r -a ports <<<"$ports"
+        T_SIP_PORT=${ports[0]} T_UAS_PORT=${ports[1]} T_UAC_PORT=${ports[2]}
+        T_CTL_PORT=${ports[3]} T_CP_METRICS_PORT=${ports[4]}
+        T_CTL_EP=tcp://$T_HOST:$T_CTL_PORT
+        T_UP_METRICS_PORTS=("${ports[@]:5}")
+    fi
+    T_CP_ARGS=("$@")
+    t_spawn cp "$T_CP_BIN" \
+        --sip "udp:$T_HOST:$T_SIP_PORT" --sip "tcp:$T_HOST:$T_SIP_PORT" \
+        --ctl "$T_CTL_EP" --next-hop "$(t_next_hop)" \
+        --metrics "$T_HOST:$T_CP_METRICS_PORT" \
+        --heartbeat-ms 200 --liveness 5 --log-level info "$@"
+    T_CP_PID=${T_PID_OF[cp]}
+}
+
+# Starts the CP again after t_kill cp (or a stop): same ports, same flags,
+# a new epoch. Waits until it is ready and every worker not gone is live.
+t_restart_cp() {
+    [[ -n ${T_RC_OF[cp]:-} ]] || t_fail "t_restart_cp: the CP is still running"
+    t_start_cp "${T_CP_ARGS[@]}"
+    t_wait_ready
+    t_log "CP restarted (pid $T_CP_PID)"
+}
+
+# t_start_worker I [nowait]: starts worker up-I (1-based) in its namespace
+# with its metrics port; used again after t_kill up-I (same id, new epoch).
+# Unless "nowait", waits until the CP counts every worker not gone as live.
+t_start_worker() {
+    local i=$1 name=up-$1
+    ((i >= 1 && i <= T_WORKERS)) || t_fail "t_start_worker: no worker $i of $T_WORKERS"
+    [[ -z ${T_PID_OF[$name]:-} || -n ${T_RC_OF[$name]:-} ]] ||
+        t_fail "t_start_worker: $name is still running"
+    local host ns mport=${T_UP_METRICS_PORTS[$((i - 1))]}
+    host=$(t_host_of "$name")
+    ns=$(t_ns_of "$name")
+    local known=0 n
+    for n in "${T_UP_NAMES[@]}"; do [[ $n == "$name" ]] && known=1; done
+    ((known)) || T_UP_NAMES+=("$name")
+    t_spawn_ns "$ns" "$name" "$T_UP_BIN" --cp "$T_CTL_EP" --id "$name" \
+        --msrp "$host:0" --metrics "$host:$mport" "${T_UP_ARGS[@]}"
+    [[ ${2:-} == nowait ]] && return 0
+    t_wait_metric cp 'imsplit_cp_workers{state="live"}' -eq "$(t_workers_expected)" 10 ||
+        t_fail "$name did not become live at the CP"
+    t_log "$name started (pid ${T_PID_OF[$name]})"
+}
+
+# Number of workers that should be live: all but those killed on purpose.
+t_workers_expected() {
+    local n=0 name
+    for name in "${T_UP_NAMES[@]}"; do [[ -n ${T_GONE[$name]:-} ]] || n=$((n + 1)); done
+    echo "$n"
+}
+
+# t_kill NAME [SIG]: sends SIG (default KILL) to process NAME of this test
+# (a daemon or a sipp; STOP and CONT too) and records the time just before
+# it in T_KILL_TS[NAME]. KILL waits until it is gone and marks it gone:
+# t_check_daemons and t_finish leave it alone until t_start_worker or
+# t_restart_cp starts it again.
+t_kill() {
+    local name=$1 sig=${2:-KILL} pid=${T_PID_OF[$1]:-}
+    [[ -n $pid ]] && t_alive "$pid" || t_fail "t_kill: $name is not running"
+    T_KILL_TS[$name]=$(t_now)
+    kill -s "$sig" "$pid"
+    if [[ $sig == KILL || $sig == 9 ]]; then
+        T_GONE[$name]=1
+        t_wait_exit "$name" 5 || t_fail "$name (pid $pid) survived SIGKILL"
+    fi
+    t_log "sent SIG$sig to $name (pid $pid)"
 }
 
 t_wait_ready() {
-    local i code
+    local i code want
     for ((i = 0; i < 200; i++)); do
         t_alive "$T_CP_PID" || t_fail "imsplit-cp exited during start-up"
-        code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 \
-            "http://127.0.0.1:$T_CP_METRICS_PORT/readyz" 2>/dev/null || true)
+        code=$(t_in_ns "$T_NS" curl -s -o /dev/null -w '%{http_code}' --max-time 1 \
+            "http://$T_HOST:$T_CP_METRICS_PORT/readyz" 2>/dev/null || true)
         [[ $code == 200 ]] && break
         sleep 0.05
     done
     [[ $code == 200 ]] || t_fail "CP /readyz not 200 after 10 s (last: ${code:-none})"
-    t_wait_metric cp 'imsplit_cp_workers{state="live"}' -eq "$T_WORKERS" 10 ||
-        t_fail "not all $T_WORKERS workers live"
+    want=$(t_workers_expected)
+    t_wait_metric cp 'imsplit_cp_workers{state="live"}' -eq "$want" 10 ||
+        t_fail "not all $want workers live"
 }
 
 # ---- sipp ------------------------------------------------------------------------
@@ -292,13 +425,19 @@ t_wait_ready() {
 # since sipp only honours -timeout between calls' retransmissions.
 t_sipp_common() {
     local name=$1
-    printf '%s\n' -i 127.0.0.1 -t "$(t_sipp_transport_flag)" -nostdin \
+    printf '%s\n' -i "$T_HOST" -t "$(t_sipp_transport_flag)" -nostdin \
         -timeout 120s -timeout_error \
         -trace_err -error_file "$T_DIR/$name.err" \
         -trace_logs -log_file "$T_DIR/$name.events"
     if [[ ${T_SIPP_TRACE_MSG:-1} == 1 ]]; then
         printf '%s\n' -trace_msg -message_file "$T_DIR/$name.msg"
     fi
+}
+
+# A scenario name is looked up in tests/sip; a path with a slash is used as
+# it is (tests/fault/..., or a t_scenario copy).
+t_scen_path() {
+    if [[ $1 == */* ]]; then echo "$1"; else echo "$T_SCEN_DIR/$1"; fi
 }
 
 # t_sipp_uas NAME SCENARIO [sipp args]: the controlling side on T_UAS_PORT,
@@ -308,7 +447,7 @@ t_sipp_uas() {
     shift 2
     local -a common
     mapfile -t common < <(t_sipp_common "$name")
-    t_spawn "$name" "$SIPP" -sf "$T_SCEN_DIR/$scen" -p "$T_UAS_PORT" \
+    t_spawn "$name" "$SIPP" -sf "$(t_scen_path "$scen")" -p "$T_UAS_PORT" \
         "${common[@]}" -m 1 "$@"
     t_wait_listen "$T_UAS_PORT" "$T_TRANSPORT" 10 ||
         t_fail "sipp $name does not listen on $T_UAS_PORT/$T_TRANSPORT"
@@ -320,8 +459,30 @@ t_sipp_uac() {
     shift 2
     local -a common
     mapfile -t common < <(t_sipp_common "$name")
-    t_spawn "$name" "$SIPP" -sf "$T_SCEN_DIR/$scen" -p "$T_UAC_PORT" \
-        "${common[@]}" -m 1 "$@" "127.0.0.1:$T_SIP_PORT"
+    t_spawn "$name" "$SIPP" -sf "$(t_scen_path "$scen")" -p "$T_UAC_PORT" \
+        "${common[@]}" -m 1 "$@" "$T_HOST:$T_SIP_PORT"
+}
+
+# t_scenario FILE KEY=VALUE...: writes $T_DIR/<basename of FILE> with every
+# @KEY@ replaced by VALUE and prints its path. For what sipp cannot take as
+# a -key, such as a <recv> timeout.
+t_scenario() {
+    local src out kv
+    src=$(t_scen_path "$1")
+    out=$T_DIR/$(basename "$src")
+    shift
+    cp -- "$src" "$out"
+    for kv in "$@"; do
+        KEY=${kv%%=*} VAL=${kv#*=} python3 - "$out" <<'PY'
+import os, sys
+p = sys.argv[1]
+s = open(p, encoding="utf-8").read()
+s = s.replace("@%s@" % os.environ["KEY"], os.environ["VAL"])
+open(p, "w", encoding="utf-8").write(s)
+PY
+    done
+    grep -q '@[A-Z_]*@' "$out" && t_fail "t_scenario: $out still has a @KEY@"
+    echo "$out"
 }
 
 # t_sipp_wait NAME SECS: waits for sipp NAME to finish; kills it after SECS.
@@ -412,12 +573,31 @@ t_metrics_port() {
     esac
 }
 
+# Address and network namespace of cp / up-N (anything else: the CP's).
+t_host_of() {
+    case $1 in
+        up-*) echo "${T_UP_HOST[$((${1#up-} - 1))]:-$T_HOST}" ;;
+        *) echo "$T_HOST" ;;
+    esac
+}
+t_ns_of() {
+    case $1 in
+        up-*) echo "${T_UP_NS[$((${1#up-} - 1))]:-$T_NS}" ;;
+        *) echo "$T_NS" ;;
+    esac
+}
+
+# t_metrics_body WHO: the /metrics text of cp / up-N.
+t_metrics_body() {
+    t_in_ns "$(t_ns_of "$1")" curl -s --max-time 2 \
+        "http://$(t_host_of "$1"):$(t_metrics_port "$1")/metrics" 2>/dev/null
+}
+
 # t_metric WHO SERIES: value of one series ('name' or 'name{labels}' exactly
 # as exported) from cp / up-N; prints "missing" if absent or unreachable.
 t_metric() {
-    local port body
-    port=$(t_metrics_port "$1")
-    body=$(curl -s --max-time 2 "http://127.0.0.1:$port/metrics" 2>/dev/null) || {
+    local body
+    body=$(t_metrics_body "$1") || {
         echo missing
         return 0
     }
@@ -426,10 +606,12 @@ t_metric() {
         END { if (!found) print "missing" }' <<<"$body"
 }
 
-# t_metric_up_sum SERIES: the series summed over all workers.
+# t_metric_up_sum SERIES: the series summed over all workers (but those
+# killed on purpose and not started again).
 t_metric_up_sum() {
     local total=0 name v
     for name in "${T_UP_NAMES[@]}"; do
+        [[ -z ${T_GONE[$name]:-} ]] || continue
         v=$(t_metric "$name" "$1")
         [[ $v == missing ]] && { echo missing; return 0; }
         total=$(awk -v a="$total" -v b="$v" 'BEGIN { printf "%.0f", a + b }')
@@ -540,7 +722,54 @@ t_assert_log() {
 
 # ---- imsplit-ctl -----------------------------------------------------------------
 
-t_ctl() { "$T_CTL_BIN" --ctl "$T_CTL_EP" --timeout 2000 "$@"; }
+t_ctl() { t_in_ns "$T_NS" "$T_CTL_BIN" --ctl "$T_CTL_EP" --timeout 2000 "$@"; }
+
+# One row per worker the CP knows, from `imsplit-ctl --json workers`:
+# "ID STATE SESSIONS LEGS MSRP EPOCH", STATE live|draining|dead, LEGS as
+# the worker's last heartbeat said.
+t_ctl_workers() {
+    local json
+    json=$(t_ctl --json workers) || return 1
+    python3 -c '
+import json, sys
+d = json.loads(sys.argv[1])
+for w in sorted(d["query_result"].get("workers", []), key=lambda w: w["node_id"]):
+    st = w.get("state", "").replace("WORKER_", "").lower()
+    print(w["node_id"], st, int(w.get("sessions", 0)), int(w.get("legs_active", 0)),
+          w.get("msrp_address", "-"), w.get("epoch", 0))
+' "$json"
+}
+
+# t_ctl_worker ID COLUMN: one column (state|sessions|legs|msrp|epoch) of
+# worker ID's row; "missing" if the CP does not list it.
+t_ctl_worker() {
+    local rows
+    rows=$(t_ctl_workers) || { echo missing; return 0; }
+    awk -v id="$1" -v col="$2" '
+        BEGIN { c["state"] = 2; c["sessions"] = 3; c["legs"] = 4; c["msrp"] = 5; c["epoch"] = 6 }
+        $1 == id { print $(c[col]); found = 1 }
+        END { if (!found) print "missing" }' <<<"$rows"
+}
+
+# t_worker_of_path PATH: the up-N whose MSRP address (HOST:PORT, as the CP
+# lists it) is the authority of an msrp:// PATH; empty if none.
+t_worker_of_path() {
+    local p=${1#msrp://}
+    p=${p%%/*}
+    t_ctl_workers | awk -v a="$p" '$5 == a { print $1; exit }'
+}
+
+# t_ctl_sessions_on WORKER: sessions the CP lists on WORKER (the CP lists
+# at most 1000).
+t_ctl_sessions_on() {
+    local json
+    json=$(t_ctl --json sessions) || return 1
+    python3 -c '
+import json, sys
+d = json.loads(sys.argv[1])
+print(sum(1 for s in d["query_result"].get("sessions", []) if s.get("worker_id") == sys.argv[2]))
+' "$json" "$1"
+}
 
 # Number of data rows `imsplit-ctl sessions` prints (the header excluded).
 t_ctl_session_rows() {
@@ -558,6 +787,7 @@ assert_no_leaks() {
     for ((i = 0; i < 100; i++)); do
         ok=1
         for name in "${T_UP_NAMES[@]}"; do
+            [[ -z ${T_GONE[$name]:-} ]] || continue
             t_cmp "$(t_metric "$name" imsplit_up_legs_active)" -eq 0 || ok=0
             t_cmp "$(t_metric "$name" imsplit_up_sockets_open)" -eq 0 || ok=0
             t_cmp "$(t_metric "$name" imsplit_up_buffer_bytes)" -eq 0 || ok=0
@@ -569,8 +799,9 @@ assert_no_leaks() {
     done
     if ((!ok)); then
         for name in cp "${T_UP_NAMES[@]}"; do
+            [[ -z ${T_GONE[$name]:-} ]] || continue
             echo "--- $name metrics:" >&2
-            curl -s --max-time 2 "http://127.0.0.1:$(t_metrics_port "$name")/metrics" |
+            t_metrics_body "$name" |
                 grep -E '^imsplit_(cp_sessions_active|cp_releases_pending|up_legs_active|up_sockets_open|up_buffer_bytes)' >&2 || true
         done
         t_fail "resources left after 5 s (see metrics above)"
@@ -586,16 +817,48 @@ assert_no_leaks() {
 
 # Ends a passing test: leak check, then a graceful stop of the stack; a
 # daemon that does not exit 0 on TERM (crash, sanitizer report, hang)
-# fails the test.
+# fails the test. A daemon killed on purpose and not started again has
+# nothing left to check.
 t_finish() {
     assert_no_leaks
     local name rc
+    [[ -n ${T_GONE[cp]:-} ]] && t_fail "t_finish: the CP was killed and not restarted"
     t_stop cp TERM 8
     for name in "${T_UP_NAMES[@]}"; do t_stop "$name" TERM 5; done
     for name in cp "${T_UP_NAMES[@]}"; do
+        if [[ -n ${T_GONE[$name]:-} ]]; then
+            t_log "$name was killed by the test and not started again: not checked"
+            continue
+        fi
         rc=${T_RC_OF[$name]:-unknown}
         [[ $rc == 0 ]] || t_fail "$name exited $rc on SIGTERM (expected 0)"
     done
     T_DONE=1
     t_log "PASS"
+}
+
+# ---- network namespaces ----------------------------------------------------------
+
+# t_netns_create NS...: creates the namespaces (lo up in each) and has the
+# cleanup delete them, together with every interface moved into them.
+# Returns 77 (the ctest skip code) with a message if this host does not
+# allow it, so a test can `t_netns_create ... || exit 77`.
+t_netns_create() {
+    local ns
+    for ns in "$@"; do
+        if ! ip netns add "$ns" 2>"$T_DIR/netns.err"; then
+            t_log "SKIP: cannot create network namespace $ns: $(cat "$T_DIR/netns.err")"
+            return 77
+        fi
+        T_NETNS+=("$ns")
+        ip -n "$ns" link set lo up || t_fail "cannot set lo up in $ns"
+    done
+}
+
+t_netns_delete_all() {
+    local ns
+    for ns in "${T_NETNS[@]}"; do
+        ip netns del "$ns" 2>/dev/null || echo "$T_NAME: could not delete netns $ns" >&2
+    done
+    T_NETNS=()
 }
