@@ -35,6 +35,7 @@ struct im_metrics {
     _Atomic uint64_t last_tick_ms;
     _Atomic uint64_t stall_ms;
     atomic_bool ready;
+    bool add_failed; /* an im_metrics_add returned NULL */
 };
 
 im_metrics_t *im_metrics_new(void)
@@ -84,11 +85,17 @@ im_metric_t *im_metrics_add(im_metrics_t *m, const char *name,
 {
     im_metric_t *s;
 
-    if (!m || !name || !name[0])
+    if (!m)
         return NULL;
+    if (!name || !name[0]) {
+        m->add_failed = true;
+        return NULL;
+    }
     s = calloc(1, sizeof(*s));
-    if (!s)
+    if (!s) {
+        m->add_failed = true;
         return NULL;
+    }
     s->name = strdup(name);
     s->help = strdup(help ? help : "");
     s->labels = labels && labels[0] ? strdup(labels) : NULL;
@@ -97,6 +104,7 @@ im_metric_t *im_metrics_add(im_metrics_t *m, const char *name,
         free(s->help);
         free(s->labels);
         free(s);
+        m->add_failed = true;
         return NULL;
     }
     s->type = type;
@@ -109,6 +117,11 @@ im_metric_t *im_metrics_add(im_metrics_t *m, const char *name,
     m->tail = s;
     pthread_mutex_unlock(&m->lock);
     return s;
+}
+
+bool im_metrics_complete(const im_metrics_t *m)
+{
+    return m && !m->add_failed;
 }
 
 void im_metric_inc(im_metric_t *metric)

@@ -33,6 +33,9 @@ void im_metrics_destroy(im_metrics_t **m_p);
 im_metric_t *im_metrics_add(im_metrics_t *m, const char *name,
                             const char *help, im_metric_type_t type,
                             const char *labels);
+/* False once any im_metrics_add on m has failed: every series is part of
+ * the operator interface, so a daemon must not start with one missing. */
+bool im_metrics_complete(const im_metrics_t *m);
 
 void im_metric_inc(im_metric_t *metric);
 void im_metric_add(im_metric_t *metric, int64_t delta);

@@ -76,20 +76,8 @@ cp_metrics_t *cp_metrics_new(void)
         NULL);
     /* Every series is part of the operator interface: a registration that
      * failed must stop the daemon, not leave a hole in /metrics. */
-    const im_metric_t *all[] = {
-        m->sessions_active, m->sessions_total, m->session_timer_expired_total,
-        m->bye_sent_total[0], m->bye_sent_total[1], m->releases_sent_total[0],
-        m->releases_sent_total[1], m->releases_pending, m->workers[0],
-        m->workers[1], m->workers[2], m->refreshes_sent_total,
-        m->refreshes_received_total, m->invites_rejected_total,
-        m->protocol_errors_total, m->commands_resent_total,
-        m->commands_failed_total, m->sessions_worker_lost_total,
-        m->audit_mismatches_total[0], m->audit_mismatches_total[1],
-        m->workers_left_total,
-    };
-    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
-        if (!all[i])
-            goto fail;
+    if (!im_metrics_complete(r))
+        goto fail;
     return m;
 fail:
     cp_metrics_destroy(&m);

@@ -99,21 +99,9 @@ up_metrics_t *up_metrics_new(void)
         "imsplit_up_cp_reconnects_total",
         "Control-channel sockets replaced after the CP went silent",
         IM_METRIC_COUNTER, NULL);
-    if (!m->commands_duplicate_total || !m->result_cache_entries ||
-        !m->result_cache_evicted_total || !m->leg_conflicts_total ||
-        !m->leg_events_pending || !m->leg_events_resent_total ||
-        !m->leg_events_abandoned_total || !m->cp_reconnects_total)
-        goto fail;
-    if (!m->frames_dropped_total || !m->msrp_frames_relayed_total ||
-        !m->msrp_framing_errors_total || !m->msrp_txn_timeouts_total ||
-        !m->msrp_reports_sent_total || !m->leg_idle_total)
-        goto fail;
-    if (!m->legs_active || !m->legs_allocated_total ||
-        !m->legs_released_total[UP_DIR_CLIENT] ||
-        !m->legs_released_total[UP_DIR_CONTROLLING] || !m->sockets_open ||
-        !m->buffer_bytes || !m->msrp_bytes_relayed_total ||
-        !m->protocol_errors_total || !m->leg_connect_failed_total ||
-        !m->msrp_rejected_total)
+    /* A registration that failed must stop the worker, not leave a hole
+     * in /metrics. */
+    if (!im_metrics_complete(r))
         goto fail;
     return m;
 fail:

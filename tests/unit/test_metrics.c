@@ -181,6 +181,22 @@ static void test_http(void **state)
     close(fd);
 }
 
+static void test_failed_registration_is_remembered(void **state)
+{
+    (void)state;
+    im_metrics_t *m = im_metrics_new();
+    assert_non_null(m);
+    assert_non_null(im_metrics_add(m, "a_total", "A", IM_METRIC_COUNTER, NULL));
+    assert_true(im_metrics_complete(m));
+    assert_null(im_metrics_add(m, "", "no name", IM_METRIC_COUNTER, NULL));
+    assert_false(im_metrics_complete(m));
+    /* Later successes do not hide the hole. */
+    assert_non_null(im_metrics_add(m, "b_total", "B", IM_METRIC_COUNTER, NULL));
+    assert_false(im_metrics_complete(m));
+    im_metrics_destroy(&m);
+    assert_false(im_metrics_complete(NULL));
+}
+
 static void test_listen_errors(void **state)
 {
     (void)state;
@@ -203,6 +219,7 @@ int main(void)
         cmocka_unit_test(test_render),
         cmocka_unit_test(test_http),
         cmocka_unit_test(test_listen_errors),
+        cmocka_unit_test(test_failed_registration_is_remembered),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
