@@ -40,16 +40,22 @@ static void s_end_if_on_worker(cp_session_t *s, void *arg)
 /* The worker's legs are gone (it died, restarted, or left with legs still
  * placed on it): every session placed on it ends, BYE on both legs, and
  * nothing more is waited for from it. */
-static void s_worker_lost(cp_context_t *ctx, cp_worker_t *w, const char *why)
+static size_t s_end_sessions_on(cp_context_t *ctx, cp_worker_t *w)
 {
     cp_path_forget_worker(ctx->path, w->id);
     w->audit_seq = 0;
     s_lost_t l = {ctx, w->id, 0};
     cp_sessions_foreach(ctx->sessions, s_end_if_on_worker, &l);
     im_metric_add(ctx->metrics->sessions_worker_lost_total, (int64_t)l.ended);
+    return l.ended;
+}
+
+static void s_worker_lost(cp_context_t *ctx, cp_worker_t *w, const char *why)
+{
+    size_t ended = s_end_sessions_on(ctx, w);
     IM_LOG_WARN("event=worker_lost worker=%s epoch=%" PRIu64 " why=%s "
                 "sessions_ended=%zu silent_ms=%" PRIu64,
-                w->id, w->epoch, why, l.ended,
+                w->id, w->epoch, why, ended,
                 im_clock_ms() - w->last_seen_ms);
     cp_handler_update_gauges(ctx);
 }
@@ -299,13 +305,14 @@ void cp_workers_on_deregister(cp_context_t *ctx, cp_worker_t *w,
     char q[96];
     const char *reason = env->deregister->reason ? env->deregister->reason
                                                  : "";
-    IM_LOG_INFO("event=worker_left worker=%s epoch=%" PRIu64 " reason=%s "
-                "sessions=%u",
-                w->id, w->epoch, im_log_quote(q, sizeof(q), reason),
-                w->sessions);
     cp_timer_cancel(ctx->timers, &w->liveness);
-    /* Normally nothing is left on it; if something is, it is lost. */
-    s_worker_lost(ctx, w, "deregistered");
+    /* Normally nothing is left on it (drained); what is (its grace ran
+     * out) ends as with a lost worker. */
+    size_t ended = s_end_sessions_on(ctx, w);
+    IM_LOG(ended ? IM_LOG_LEVEL_WARN : IM_LOG_LEVEL_INFO,
+           "event=worker_left worker=%s epoch=%" PRIu64 " reason=%s "
+           "sessions_ended=%zu",
+           w->id, w->epoch, im_log_quote(q, sizeof(q), reason), ended);
     im_metric_inc(ctx->metrics->workers_left_total);
     cp_pool_remove(ctx->pool, w);
     cp_handler_update_gauges(ctx);

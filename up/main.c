@@ -29,6 +29,9 @@
 static up_context_t s_ctx;
 static uv_signal_t s_signals[2];
 static bool s_signals_open;
+/* Bounds the drain that the first SIGTERM starts. */
+static uv_timer_t s_grace;
+static bool s_grace_open;
 
 /* Phase one of the teardown: everything that can call back is closed, so
  * the loop ends once the closes have run. Safe on a partial startup.
@@ -50,6 +53,10 @@ static void s_stop(up_context_t *ctx, int signum, const char *reason)
     up_msrp_close(ctx->msrp);
     up_path_close(ctx->path);
     up_timer_driver_close(ctx->timers);
+    if (s_grace_open) {
+        s_grace_open = false;
+        uv_close((uv_handle_t *)&s_grace, NULL);
+    }
     if (s_signals_open) {
         s_signals_open = false;
         for (int i = 0; i < 2; i++)
@@ -57,9 +64,40 @@ static void s_stop(up_context_t *ctx, int signum, const char *reason)
     }
 }
 
+static void s_on_grace_over(uv_timer_t *t)
+{
+    up_context_t *ctx = t->data;
+    IM_LOG_WARN("event=drain_grace_over node=%s legs_cut=%zu grace_ms=%u",
+                ctx->cfg.id, up_legs_count(ctx->legs), ctx->cfg.drain_grace_ms);
+    s_stop(ctx, SIGTERM, "shutdown");
+}
+
+/* The first SIGTERM/SIGINT drains: no new legs, the live ones carry on
+ * until the CP releases them or the grace time is over, then the worker
+ * leaves (exit 0). A second signal, or a grace of 0, cuts them at once. */
 static void s_on_signal(uv_signal_t *h, int signum)
 {
-    s_stop(h->data, signum, "shutdown");
+    up_context_t *ctx = h->data;
+    if (ctx->stopping)
+        return;
+    if (s_grace_open || ctx->cfg.drain_grace_ms == 0 || !ctx->legs ||
+        up_legs_count(ctx->legs) == 0) {
+        s_stop(ctx, signum, "shutdown");
+        return;
+    }
+    if (uv_timer_init(ctx->loop, &s_grace) < 0) {
+        s_stop(ctx, signum, "shutdown");
+        return;
+    }
+    s_grace.data = ctx;
+    s_grace_open = true;
+    (void)uv_timer_start(&s_grace, s_on_grace_over, ctx->cfg.drain_grace_ms,
+                         0);
+    IM_LOG_INFO("event=shutdown_draining node=%s signal=%d legs=%zu "
+                "grace_ms=%u",
+                ctx->cfg.id, signum, up_legs_count(ctx->legs),
+                ctx->cfg.drain_grace_ms);
+    up_handler_drain(ctx, "signal");
 }
 
 static void s_on_leave(up_context_t *ctx, const char *reason)

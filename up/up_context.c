@@ -6,7 +6,7 @@
 
 #include "im_config.h"
 
-#define UP_NOPTS 16
+#define UP_NOPTS 17
 
 /* One option table for parsing and for --help. */
 static void s_options(up_config_t *cfg, im_opt_t *opts)
@@ -41,6 +41,10 @@ static void s_options(up_config_t *cfg, im_opt_t *opts)
          "(must exceed the CP's resend window)"},
         {"result-cache-max", IM_OPT_UINT, &cfg->result_cache_max, 1,
          10000000, "most command results kept (the oldest go first)"},
+        {"drain-grace-ms", IM_OPT_UINT, &cfg->drain_grace_ms, 0, 86400000,
+         "on SIGTERM take no new legs and wait this long for the live ones "
+         "to be released, then cut them; 0: cut at once. A second SIGTERM "
+         "cuts at once"},
         {"curve-server-key", IM_OPT_STRING, &cfg->curve_server_key, 0, 0,
          "CURVE-encrypt the control channel: the CP's public key (key file "
          "or Z85 text); off when unset"},
@@ -67,6 +71,7 @@ static void s_defaults(up_config_t *cfg)
     cfg->leg_idle_ms = 0;
     cfg->result_cache_ms = 30000;
     cfg->result_cache_max = 65536;
+    cfg->drain_grace_ms = 25000;
     cfg->log_level = "info";
 }
 

@@ -37,6 +37,8 @@ typedef struct {
     uint32_t result_cache_ms;  /* a command's result is kept this long for
                                   answering its resends */
     uint32_t result_cache_max; /* most results kept (oldest go first) */
+    uint32_t drain_grace_ms; /* on SIGTERM, wait this long for the legs to
+                                be released before cutting them; 0: cut */
     const char *curve_server_key; /* CURVE on: the CP's public key (arg) */
     const char *curve_secret;     /* the worker's secret key (arg) */
     const char *log_level;

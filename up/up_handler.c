@@ -409,6 +409,19 @@ static void s_on_release(up_context_t *ctx, const im_env_t *env,
                                   r->session_id, r->direction, &counters);
 }
 
+/* No new legs from now on; the heartbeats say so, the first one at once
+ * so the CP stops placing sessions here without waiting a full interval. */
+static void s_start_draining(up_context_t *ctx, const char *by)
+{
+    if (ctx->draining)
+        return;
+    ctx->draining = true;
+    IM_LOG_INFO("event=draining node=%s by=%s legs=%zu", ctx->cfg.id, by,
+                up_legs_count(ctx->legs));
+    if (ctx->reg_state == UP_REG_REGISTERED)
+        (void)up_build_heartbeat(ctx);
+}
+
 static void s_on_drain(up_context_t *ctx, const im_env_t *env,
                        up_sent_t *keep)
 {
@@ -422,10 +435,7 @@ static void s_on_drain(up_context_t *ctx, const im_env_t *env,
                                     IMSPLIT__V1__STATUS__STATUS_NOT_FOUND);
         return;
     }
-    if (!ctx->draining)
-        IM_LOG_INFO("event=draining node=%s legs=%zu", ctx->cfg.id,
-                    up_legs_count(ctx->legs));
-    ctx->draining = true;
+    s_start_draining(ctx, "cp");
     (void)up_build_drain_result(ctx, keep, env->seq,
                                 IMSPLIT__V1__STATUS__STATUS_OK);
 }
@@ -500,6 +510,12 @@ static void s_leave_if_drained(up_context_t *ctx)
                 ctx->cp_epoch);
     if (ctx->stop)
         ctx->stop(ctx, "drained");
+}
+
+void up_handler_drain(up_context_t *ctx, const char *by)
+{
+    s_start_draining(ctx, by);
+    s_leave_if_drained(ctx);
 }
 
 /* ---- dispatch ---------------------------------------------------------- */

@@ -41,6 +41,11 @@ int up_handler_start(up_context_t *ctx);
  * wait (bounded) for it to leave. */
 void up_handler_stop(up_context_t *ctx, const char *reason);
 
+/* Stops taking legs (as a Drain from the CP does, `by` names who asked)
+ * and leaves through ctx->stop(ctx, "drained") once no leg is left, at
+ * once if there is none. */
+void up_handler_drain(up_context_t *ctx, const char *by);
+
 /* Releases every leg (shutdown), one usage line each, with `reason` in the
  * log. Returns how many. */
 size_t up_handler_release_all(up_context_t *ctx, const char *reason);
