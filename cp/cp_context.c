@@ -6,7 +6,7 @@
 
 static const char *s_default_sip = "udp:127.0.0.1:5060";
 
-#define CP_NOPTS 18
+#define CP_NOPTS 19
 
 /* One option table for parsing and for --help. */
 static void s_options(cp_config_t *cfg, im_opt_t *opts)
@@ -38,6 +38,9 @@ static void s_options(cp_config_t *cfg, im_opt_t *opts)
         {"audit-ms", IM_OPT_UINT, &cfg->audit_ms, 0, 86400000,
          "compare leg inventories with each worker this often, ms "
          "(also after every registration; 0: only then)"},
+        {"shutdown-grace-ms", IM_OPT_UINT, &cfg->shutdown_grace_ms, 0,
+         3600000, "on SIGTERM new INVITEs get 503 and every session is "
+         "ended (BYE both legs); exit when all are closed or after this"},
         {"curve-secret", IM_OPT_STRING, &cfg->curve_secret, 0, 0,
          "CURVE-encrypt the control channel with this secret key "
          "(key file or Z85 text); off when unset"},
@@ -66,6 +69,7 @@ static void s_defaults(cp_config_t *cfg)
     cfg->command_timeout_ms = 1000;
     cfg->command_tries = 5;
     cfg->audit_ms = 30000;
+    cfg->shutdown_grace_ms = 5000;
     cfg->log_level = "info";
     cfg->node_id = "cp";
 

@@ -30,6 +30,7 @@ typedef struct {
     uint32_t command_timeout_ms; /* resend an unanswered command after this */
     uint32_t command_tries;      /* give up after this many sends */
     uint32_t audit_ms;           /* leg inventory audit period, 0 = off */
+    uint32_t shutdown_grace_ms;  /* SIGTERM: wait this long for the BYEs */
     const char *curve_secret;    /* CURVE on: the CP's secret key (arg) */
     im_strlist_t curve_allow;    /* client public keys admitted (args) */
     const char *log_level;

@@ -21,7 +21,6 @@
 #include "im_log.h"
 
 /* Graceful stop: how long sessions get to end with BYEs before exit. */
-#define CP_SHUTDOWN_GRACE_MS 5000
 
 static int s_sigpipe[2] = {-1, -1};
 static int s_sigwait_index = -1;
@@ -67,7 +66,7 @@ static int s_on_sigpipe(su_root_magic_t *magic, su_wait_t *w,
         IM_LOG_INFO("event=stopping signal=%d sessions=%zu", b,
                     cp_sessions_count(ctx->sessions));
         cp_sip_shutdown_sessions(ctx);
-        s_stop_deadline = im_clock_ms() + CP_SHUTDOWN_GRACE_MS;
+        s_stop_deadline = im_clock_ms() + ctx->cfg.shutdown_grace_ms;
         im_timer_init(&s_stop_timer, s_check_stopped, ctx);
         cp_timer_arm_in(ctx->timers, &s_stop_timer, 0);
     }
