@@ -100,7 +100,8 @@ static void s_drain_loop(cp_path_t *p)
         int more = zmq_msg_more(&id);
         if (!more) {
             IM_LOG_WARN("event=protocol_error kind=no_routing_frame");
-            im_metric_inc(p->ctx->metrics->protocol_errors_total);
+            cp_metrics_protocol_error(p->ctx->metrics,
+                                      CP_PERR_NO_ROUTING_FRAME);
             zmq_msg_close(&id);
             zmq_msg_close(&body);
             continue;
@@ -116,7 +117,7 @@ static void s_drain_loop(cp_path_t *p)
         }
         if (extra) {
             IM_LOG_WARN("event=protocol_error kind=extra_frames");
-            im_metric_inc(p->ctx->metrics->protocol_errors_total);
+            cp_metrics_protocol_error(p->ctx->metrics, CP_PERR_EXTRA_FRAMES);
         } else {
             cp_handler_frame(p->ctx, zmq_msg_data(&id), zmq_msg_size(&id),
                              zmq_msg_data(&body), zmq_msg_size(&body));
@@ -223,6 +224,12 @@ void cp_path_destroy(cp_path_t **p_p)
          * to ZeroMQ and is closed with the socket. */
         su_root_deregister(p->ctx->root, p->wait_index);
     }
+    if (p->router && p->count) {
+        /* Commands sent last (releases of abandoned sessions) get a
+         * moment to leave; nothing waits for their results. */
+        int linger = 500;
+        (void)zmq_setsockopt(p->router, ZMQ_LINGER, &linger, sizeof(linger));
+    }
     im_zmq_close(&p->router);
     im_zap_stop(&p->zap);
     if (p->zctx)
@@ -328,7 +335,7 @@ uint64_t cp_path_command(cp_path_t *p, const char *worker, im_env_t *env,
     c->info.body_case = (int)env->body_case;
     c->info.session_id = session_id;
     c->info.dir = dir;
-    c->info.sent_ms = im_clock_ms();
+    c->info.sent_us = im_clock_us();
     snprintf(c->info.worker, sizeof(c->info.worker), "%s", worker);
     int rc = s_send_bytes(p, worker, strlen(worker), c->bytes, c->len);
     if (rc == -EHOSTUNREACH) {

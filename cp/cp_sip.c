@@ -1001,11 +1001,22 @@ void cp_sip_shutdown_sessions(cp_context_t *ctx)
     cp_sessions_foreach(ctx->sessions, s_shutdown_one, ctx);
 }
 
+/* Sessions still open when the CP gives up waiting: the legs that are
+ * ready on the worker are released without waiting for the answer (the
+ * control socket lingers a moment to get them out), so a worker is not
+ * left holding them until it meets the next CP. */
 static void s_force_close(cp_session_t *s, void *arg)
 {
     cp_context_t *ctx = arg;
     IM_LOG_WARN("event=session_abandoned sid=%016" PRIx64 " state=%s", s->id,
                 cp_sess_state_name(s->state));
+    for (int d = 0; d < CP_DIR_COUNT; d++) {
+        cp_leg_t *leg = &s->legs[d];
+        if (leg->media == CP_MEDIA_READY && ctx->path) {
+            leg->media = CP_MEDIA_RELEASING;
+            (void)s_op_release(ctx, s, (cp_dir_t)d, CP_REL_SHUTDOWN);
+        }
+    }
     s_op_closed(ctx, s);
 }
 
