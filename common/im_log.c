@@ -7,7 +7,7 @@
 #include <sys/time.h>
 #include <time.h>
 
-im_log_level_t im_log__level = IM_LOG_LEVEL_INFO;
+_Atomic im_log_level_t im_log__level = IM_LOG_LEVEL_INFO;
 
 static char s_comp[16] = "imsplit";
 
@@ -24,13 +24,46 @@ void im_log_init(const char *component, im_log_level_t level)
     im_log_set_level(level);
 }
 
-void im_log_set_level(im_log_level_t level)
+static im_log_level_t s_clamp(im_log_level_t level)
 {
     if ((int)level < IM_LOG_LEVEL_ERROR)
-        level = IM_LOG_LEVEL_ERROR;
+        return IM_LOG_LEVEL_ERROR;
     if (level > IM_LOG_LEVEL_DEBUG)
-        level = IM_LOG_LEVEL_DEBUG;
-    im_log__level = level;
+        return IM_LOG_LEVEL_DEBUG;
+    return level;
+}
+
+void im_log_set_level(im_log_level_t level)
+{
+    atomic_store_explicit(&im_log__level, s_clamp(level), memory_order_relaxed);
+}
+
+im_log_level_t im_log_get_level(void)
+{
+    return atomic_load_explicit(&im_log__level, memory_order_relaxed);
+}
+
+im_log_level_t im_log_change_level(im_log_level_t level, const char *via)
+{
+    char q[64];
+
+    level = s_clamp(level);
+    im_log_level_t old =
+        atomic_exchange_explicit(&im_log__level, level, memory_order_relaxed);
+    /* Written past the level check: an operator must see every change,
+     * including one to a level that hides it. */
+    im_log_write(IM_LOG_LEVEL_INFO,
+                 "event=log_level_changed from=%s to=%s via=%s",
+                 im_log_level_name(old), im_log_level_name(level),
+                 im_log_quote(q, sizeof(q), via ? via : "api"));
+    return old;
+}
+
+const char *im_log_level_name(im_log_level_t level)
+{
+    if ((int)level < IM_LOG_LEVEL_ERROR || level > IM_LOG_LEVEL_DEBUG)
+        return "?";
+    return s_level_names[level];
 }
 
 int im_log_level_parse(const char *s, im_log_level_t *out)

@@ -5,13 +5,17 @@
  *   IM_LOG_INFO("event=session_created sid=%016" PRIx64 " call_id=%s", ...);
  * Values that may contain spaces must be quoted by the caller (im_log_quote).
  * The level check happens before any formatting, so a disabled level costs a
- * single comparison. Not thread-safe beyond what stdio gives (one fputs per
- * line): daemons log from their event-loop thread, and the ZAP handler
- * thread (im_curve) logs through the same single write per line. */
+ * single comparison (a relaxed atomic load). Not thread-safe beyond what
+ * stdio gives (one fwrite per line): daemons log from their event-loop
+ * thread, and the ZAP handler thread (im_curve) and the metrics HTTP thread
+ * (im_metrics, PUT /log-level) log through the same single write per line.
+ * The level may be changed from any thread at any time and applies to the
+ * next line. */
 #ifndef IM_LOG_H
 #define IM_LOG_H
 
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 
 typedef enum {
@@ -21,13 +25,24 @@ typedef enum {
     IM_LOG_LEVEL_DEBUG = 3,
 } im_log_level_t;
 
-extern im_log_level_t im_log__level;
+extern _Atomic im_log_level_t im_log__level;
 
-/* Sets the component name printed as comp=... ("cp", "up", "ctl"). */
+/* Sets the component name printed as comp=... ("cp", "up", "ctl"). Call
+ * before any other thread logs. */
 void im_log_init(const char *component, im_log_level_t level);
+/* Sets the level silently (start-up, tests); out-of-range values are
+ * clamped. */
 void im_log_set_level(im_log_level_t level);
-/* Parses "error|warn|info|debug"; returns 0 or -EINVAL. */
+im_log_level_t im_log_get_level(void);
+/* Sets the level at run time and writes, whatever the new level,
+ * `event=log_level_changed from=<old> to=<new> via=<via>`. Returns the
+ * old level. */
+im_log_level_t im_log_change_level(im_log_level_t level, const char *via);
+/* Parses "error|warn|info|debug" (any case, "warning" too); returns 0 or
+ * -EINVAL. */
 int im_log_level_parse(const char *s, im_log_level_t *out);
+/* "error", "warn", "info", "debug" ("?" out of range). */
+const char *im_log_level_name(im_log_level_t level);
 
 void im_log_write(im_log_level_t level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
@@ -38,7 +53,8 @@ const char *im_log_quote(char *buf, size_t size, const char *s);
 
 #define IM_LOG(lvl, ...)                                                       \
     do {                                                                       \
-        if ((lvl) <= im_log__level)                                            \
+        if ((lvl) <=                                                           \
+            atomic_load_explicit(&im_log__level, memory_order_relaxed))        \
             im_log_write((lvl), __VA_ARGS__);                                  \
     } while (0)
 #define IM_LOG_ERROR(...) IM_LOG(IM_LOG_LEVEL_ERROR, __VA_ARGS__)

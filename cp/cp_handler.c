@@ -102,7 +102,9 @@ static void s_on_release_result(cp_context_t *ctx, cp_worker_t *w,
         return;
     const Imsplit__V1__LegCounters *c = r->counters;
     int dir = cp_build_dir_from_proto(r->direction);
-    uint64_t latency_us = (im_clock_ms() - info.sent_ms) * 1000;
+    uint64_t latency_us = im_clock_us() - info.sent_us;
+    im_metric_observe(ctx->metrics->release_latency_seconds,
+                      (double)latency_us / 1e6);
     /* One usage record per leg. */
     IM_LOG_INFO("event=leg_usage sid=%016" PRIx64 " dir=%s worker=%s "
                 "status=%s bytes_in=%" PRIu64 " bytes_out=%" PRIu64
@@ -320,7 +322,7 @@ void cp_handler_frame(cp_context_t *ctx, const void *peer, size_t peer_len,
 {
     char peer_id[CP_WORKER_ID_MAX];
     if (peer_len == 0 || peer_len >= sizeof(peer_id)) {
-        im_metric_inc(ctx->metrics->protocol_errors_total);
+        cp_metrics_protocol_error(ctx->metrics, CP_PERR_BAD_ROUTING_ID);
         IM_LOG_WARN("event=protocol_error kind=bad_routing_id len=%zu",
                     peer_len);
         return;
@@ -332,7 +334,7 @@ void cp_handler_frame(cp_context_t *ctx, const void *peer, size_t peer_len,
     im_env_t *env = NULL;
     im_proto_err_t err = im_proto_unpack(data, len, &env, why, sizeof(why));
     if (err != IM_PROTO_OK) {
-        im_metric_inc(ctx->metrics->protocol_errors_total);
+        cp_metrics_protocol_error(ctx->metrics, cp_perr_from_proto(err));
         char q[200], qwhy[200];
         IM_LOG_WARN("event=protocol_error kind=%s peer=%s len=%zu why=%s",
                     im_proto_err_name(err), im_log_quote(q, sizeof(q), peer_id),
@@ -373,6 +375,7 @@ void cp_handler_frame(cp_context_t *ctx, const void *peer, size_t peer_len,
         if (!w || w->state == CP_WORKER_DEAD || w->epoch != env->sender_epoch) {
             /* A worker we do not know (or that we declared dead) must
              * register again before anything it says is trusted. */
+            cp_metrics_protocol_error(ctx->metrics, CP_PERR_NOT_REGISTERED);
             IM_LOG_INFO("event=unregistered_peer peer=%s body=%s", peer_id,
                         im_proto_body_name((int)env->body_case));
             cp_handler_error(ctx, peer, peer_len, env->seq,
@@ -384,7 +387,7 @@ void cp_handler_frame(cp_context_t *ctx, const void *peer, size_t peer_len,
         s_from_worker(ctx, w, peer, peer_len, env);
         break;
     default:
-        im_metric_inc(ctx->metrics->protocol_errors_total);
+        cp_metrics_protocol_error(ctx->metrics, CP_PERR_UNEXPECTED_BODY);
         IM_LOG_WARN("event=protocol_error kind=unexpected_body peer=%s body=%s",
                     peer_id, im_proto_body_name((int)env->body_case));
         cp_handler_error(ctx, peer, peer_len, env->seq,

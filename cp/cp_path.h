@@ -26,7 +26,7 @@ typedef struct {
     uint64_t session_id;
     int dir;             /* cp_dir_t */
     char worker[64];
-    uint64_t sent_ms;    /* first send */
+    uint64_t sent_us;    /* first send, im_clock_us() */
 } cp_cmd_info_t;
 
 /* Binds the ROUTER on cfg.ctl and registers it in ctx->root. */

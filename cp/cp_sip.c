@@ -67,13 +67,35 @@ static cp_dir_t s_dir_of_leg(const cp_session_t *s, const nta_leg_t *leg)
                                                   : CP_DIR_CLIENT;
 }
 
+static void s_count(cp_sip_way_t way, int status)
+{
+    if (s_sip.ctx && s_sip.ctx->metrics)
+        cp_metrics_sip_response(s_sip.ctx->metrics, way, status);
+}
+
+/* Every response the CP sends goes through s_treply or s_reply_final (never
+ * a status returned from an NTA callback), so that each is counted in
+ * imsplit_cp_sip_responses_total. */
+static int s_treply(nta_incoming_t *irq, int status, char const *phrase,
+                    tag_type_t tag, tag_value_t value, ...)
+{
+    ta_list ta;
+    ta_start(ta, tag, value);
+    int rc = nta_incoming_treply(irq, status, phrase, ta_tags(ta));
+    (void)ta_end(ta);
+    if (rc == 0)
+        s_count(CP_SIP_SENT, status);
+    return rc;
+}
+
 /* Sends a final response and lets NTA finish the transaction. */
 static int s_reply_final(nta_incoming_t *irq, int status, char const *phrase,
                          tag_type_t tag, tag_value_t value, ...)
 {
     ta_list ta;
     ta_start(ta, tag, value);
-    nta_incoming_treply(irq, status, phrase, ta_tags(ta));
+    if (nta_incoming_treply(irq, status, phrase, ta_tags(ta)) == 0)
+        s_count(CP_SIP_SENT, status);
     (void)ta_end(ta);
     nta_incoming_destroy(irq);
     return 0;
@@ -131,7 +153,11 @@ static void s_on_st_timer(im_timer_t *t, void *arg)
     cp_leg_t *leg = &s->legs[dir];
     if (s->state != CP_SESS_ANSWERED && s->state != CP_SESS_ESTABLISHED)
         return;
-    int64_t late = (int64_t)(im_clock_ms() - leg->st_deadline);
+    /* st_deadline is in milliseconds of the clock im_clock_us reads. */
+    uint64_t now_us = im_clock_us(), due_us = leg->st_deadline * 1000;
+    im_metric_observe(ctx->metrics->timer_lateness_seconds,
+                      now_us > due_us ? (double)(now_us - due_us) / 1e6 : 0);
+    int64_t late = (int64_t)(now_us / 1000) - (int64_t)leg->st_deadline;
     if (leg->st_role == CP_ST_ROLE_WE_REFRESH) {
         s_send_refresh(ctx, s, dir);
         return;
@@ -314,11 +340,10 @@ static void s_on_invite_response(cp_context_t *ctx, cp_session_t *s,
     if (status < 200) {
         if (status > 100 && s->state == CP_SESS_CALLING && !s->cancelled &&
             cl->irq && nta_incoming_status(cl->irq) < 200)
-            nta_incoming_treply(cl->irq, status,
-                                sip && sip->sip_status
-                                    ? sip->sip_status->st_phrase
-                                    : NULL,
-                                SIPTAG_CONTACT_STR(cl->contact), TAG_END());
+            s_treply(cl->irq, status,
+                     sip && sip->sip_status ? sip->sip_status->st_phrase
+                                            : NULL,
+                     SIPTAG_CONTACT_STR(cl->contact), TAG_END());
         return;
     }
     if (status < 300) {
@@ -439,6 +464,9 @@ static int s_orq_cb(void *magic, nta_outgoing_t *orq, sip_t const *sip)
     cp_context_t *ctx = s->owner;
     int status = sip && sip->sip_status ? sip->sip_status->st_status
                                         : nta_outgoing_status(orq);
+    /* Without a message the status is NTA's own (timeout, transport). */
+    if (sip && sip->sip_status)
+        s_count(CP_SIP_RECEIVED, status);
     if (s->state == CP_SESS_CLOSED)
         return 0;
     for (int d = 0; d < CP_DIR_COUNT; d++) {
@@ -495,14 +523,13 @@ static int s_on_refresh_request(cp_context_t *ctx, cp_session_t *s,
     snprintf(se, sizeof(se), "%u;refresher=%s", a.se,
              cp_st_refresher_name(a.refresher));
     bool with_sdp = (invite || sip->sip_payload) && leg->sdp_out;
-    nta_incoming_treply(
+    s_reply_final(
         irq, SIP_200_OK, SIPTAG_CONTACT_STR(leg->contact),
         SIPTAG_SUPPORTED_STR("timer"), SIPTAG_ALLOW_STR(CP_ALLOW),
         TAG_IF(a.se > 0, SIPTAG_SESSION_EXPIRES_STR(se)),
         TAG_IF(a.require_timer, SIPTAG_REQUIRE_STR("timer")),
         TAG_IF(with_sdp, SIPTAG_CONTENT_TYPE_STR("application/sdp")),
         TAG_IF(with_sdp, SIPTAG_PAYLOAD_STR(leg->sdp_out)), TAG_END());
-    nta_incoming_destroy(irq);
     im_metric_inc(ctx->metrics->refreshes_received_total);
     IM_LOG_INFO("event=refresh_received sid=%016" PRIx64 " dir=%s method=%s "
                 "se=%u role=%s", s->id, cp_dir_name(dir),
@@ -523,16 +550,16 @@ static int s_leg_cb(void *magic, nta_leg_t *leg, nta_incoming_t *irq,
                     cp_dir_name(dir));
         if (s->state != CP_SESS_CLOSED)
             cp_sip_dispatch(ctx, s, CP_EV_BYE_RECEIVED, dir, 0);
-        return 200;
+        return s_reply_final(irq, SIP_200_OK, TAG_END());
     case sip_method_invite:
     case sip_method_update:
         return s_on_refresh_request(ctx, s, dir, irq, sip);
     case sip_method_ack:
         return 0;
     case sip_method_options:
-        return 200;
+        return s_reply_final(irq, SIP_200_OK, TAG_END());
     case sip_method_cancel:
-        return 481;
+        return s_reply_final(irq, SIP_481_NO_TRANSACTION, TAG_END());
     case sip_method_info:
     case sip_method_message:
     case sip_method_refer:
@@ -542,7 +569,7 @@ static int s_leg_cb(void *magic, nta_leg_t *leg, nta_incoming_t *irq,
         return s_reply_final(irq, SIP_405_METHOD_NOT_ALLOWED,
                              SIPTAG_ALLOW_STR(CP_ALLOW), TAG_END());
     default:
-        return 501;
+        return s_reply_final(irq, SIP_501_NOT_IMPLEMENTED, TAG_END());
     }
 }
 
@@ -572,7 +599,12 @@ static int s_client_irq_cb(void *magic, nta_incoming_t *irq,
         break;
     case sip_method_cancel:
         IM_LOG_INFO("event=cancel_received sid=%016" PRIx64, s->id);
+        /* NTA answered the CANCEL before calling here, and answers the
+         * INVITE with 487 on return unless it got a final response. */
+        s_count(CP_SIP_SENT, 200);
         cp_sip_dispatch(ctx, s, CP_EV_CLIENT_CANCEL, CP_DIR_CLIENT, 0);
+        if (nta_incoming_status(irq) < 200)
+            s_count(CP_SIP_SENT, 487);
         break;
     default:
         break;
@@ -640,6 +672,7 @@ static int s_on_invite(cp_context_t *ctx, nta_incoming_t *irq,
     s->owner = ctx;
     snprintf(s->worker, sizeof(s->worker), "%s", w->id);
     w->sessions++;
+    cp_metrics_worker_sync(ctx->metrics, w);
     s->call_id = strdup(sip->sip_call_id ? sip->sip_call_id->i_id : "");
     s->client_sdp = s_strndup(sip->sip_payload->pl_data,
                               sip->sip_payload->pl_len);
@@ -674,7 +707,7 @@ static int s_on_invite(cp_context_t *ctx, nta_incoming_t *irq,
     nta_incoming_tag(irq, nta_leg_get_tag(cl->nta));
     cl->irq = irq;
     nta_incoming_bind(irq, s_client_irq_cb, s);
-    nta_incoming_treply(irq, SIP_100_TRYING, TAG_END());
+    s_treply(irq, SIP_100_TRYING, TAG_END());
     im_metric_inc(ctx->metrics->sessions_total);
     im_metric_set(ctx->metrics->sessions_active,
                   (int64_t)cp_sessions_count(ctx->sessions));
@@ -704,7 +737,7 @@ static int s_default_cb(void *magic, nta_leg_t *leg, nta_incoming_t *irq,
     switch (sip->sip_request->rq_method) {
     case sip_method_invite:
         if (sip->sip_to && sip->sip_to->a_tag)
-            return 481;
+            return s_reply_final(irq, SIP_481_NO_TRANSACTION, TAG_END());
         return s_on_invite(ctx, irq, sip);
     case sip_method_options:
         return s_reply_final(irq, SIP_200_OK, SIPTAG_ALLOW_STR(CP_ALLOW),
@@ -716,9 +749,9 @@ static int s_default_cb(void *magic, nta_leg_t *leg, nta_incoming_t *irq,
     case sip_method_cancel:
     case sip_method_prack:
     case sip_method_info:
-        return 481;
+        return s_reply_final(irq, SIP_481_NO_TRANSACTION, TAG_END());
     default:
-        return 501;
+        return s_reply_final(irq, SIP_501_NOT_IMPLEMENTED, TAG_END());
     }
 }
 
@@ -757,7 +790,7 @@ static int s_op_answer(void *c, cp_session_t *s)
     bool peer_refreshes = cl->st_role == CP_ST_ROLE_PEER_REFRESHES;
     snprintf(se, sizeof(se), "%u;refresher=%s", cl->se,
              peer_refreshes ? "uac" : "uas");
-    nta_incoming_treply(
+    s_treply(
         cl->irq, SIP_200_OK, SIPTAG_CONTACT_STR(cl->contact),
         SIPTAG_SUPPORTED_STR("timer"), SIPTAG_ALLOW_STR(CP_ALLOW),
         TAG_IF(cl->se > 0, SIPTAG_SESSION_EXPIRES_STR(se)),
@@ -788,9 +821,8 @@ static void s_op_reject(void *c, cp_session_t *s, int status)
         status = 500;
     IM_LOG_INFO("event=invite_answered_error sid=%016" PRIx64 " status=%d",
                 s->id, status);
-    nta_incoming_treply(cl->irq, status, sip_status_phrase(status),
-                        TAG_IF(status == 503, SIPTAG_RETRY_AFTER_STR("5")),
-                        TAG_END());
+    s_treply(cl->irq, status, sip_status_phrase(status),
+             TAG_IF(status == 503, SIPTAG_RETRY_AFTER_STR("5")), TAG_END());
 }
 
 static void s_op_cancel(void *c, cp_session_t *s)
@@ -864,8 +896,8 @@ static void s_reap(im_timer_t *t, void *arg)
             nta_outgoing_destroy(leg->bye);
             if (leg->irq) {
                 if (nta_incoming_status(leg->irq) < 200)
-                    nta_incoming_treply(leg->irq, SIP_500_INTERNAL_SERVER_ERROR,
-                                        TAG_END());
+                    s_treply(leg->irq, SIP_500_INTERNAL_SERVER_ERROR,
+                             TAG_END());
                 nta_incoming_destroy(leg->irq);
             }
             nta_leg_destroy(leg->nta);
@@ -885,8 +917,10 @@ static void s_op_closed(void *c, cp_session_t *s)
     s->state = CP_SESS_CLOSED;
     s_op_stop_timers(c, s);
     cp_worker_t *w = cp_pool_find(ctx->pool, s->worker);
-    if (w && w->sessions > 0)
+    if (w && w->sessions > 0) {
         w->sessions--;
+        cp_metrics_worker_sync(ctx->metrics, w);
+    }
     cp_session_detach(ctx->sessions, s);
     im_metric_set(ctx->metrics->sessions_active,
                   (int64_t)cp_sessions_count(ctx->sessions));

@@ -189,8 +189,11 @@ void cp_workers_on_register(cp_context_t *ctx, const char *peer_id,
 {
     const Imsplit__V1__Register *r = env->register_;
     if (strcmp(r->node_id, peer_id) != 0) {
+        char q[96];
+        cp_metrics_protocol_error(ctx->metrics, CP_PERR_BAD_FIELD);
         IM_LOG_WARN("event=register_rejected worker=%s node_id=%s "
-                    "why=routing_id_mismatch", peer_id, r->node_id);
+                    "why=routing_id_mismatch", peer_id,
+                    im_log_quote(q, sizeof(q), r->node_id));
         cp_handler_error(ctx, peer, peer_len, env->seq,
                          IMSPLIT__V1__ERROR_CODE__ERROR_MALFORMED,
                          "node_id must equal the ZeroMQ routing id");
@@ -210,6 +213,7 @@ void cp_workers_on_register(cp_context_t *ctx, const char *peer_id,
         return;
     }
     w->legs_active = r->legs_active;
+    cp_metrics_worker_add(ctx->metrics, w);
     IM_LOG_INFO("event=worker_registered worker=%s epoch=%" PRIu64
                 " msrp=%s capacity=%u legs=%u restarted=%d",
                 w->id, w->epoch, w->msrp_address, w->capacity, r->legs_active,
@@ -243,6 +247,7 @@ void cp_workers_on_heartbeat(cp_context_t *ctx, cp_worker_t *w,
     w->legs_active = hb->legs_active;
     w->sockets_open = hb->sockets_open;
     w->buffer_bytes = hb->buffer_bytes;
+    cp_metrics_worker_sync(ctx->metrics, w);
     if (hb->draining && w->state == CP_WORKER_LIVE) {
         /* Drained by its operator (or shutting down): no new sessions. */
         w->state = CP_WORKER_DRAINING;
@@ -314,6 +319,7 @@ void cp_workers_on_deregister(cp_context_t *ctx, cp_worker_t *w,
            "sessions_ended=%zu",
            w->id, w->epoch, im_log_quote(q, sizeof(q), reason), ended);
     im_metric_inc(ctx->metrics->workers_left_total);
+    cp_metrics_worker_remove(ctx->metrics, w->id);
     cp_pool_remove(ctx->pool, w);
     cp_handler_update_gauges(ctx);
 }

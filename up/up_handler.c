@@ -152,7 +152,7 @@ static void s_on_register_ack(up_context_t *ctx, const im_env_t *env)
     if (liveness > UP_LIVENESS_MAX)
         liveness = UP_LIVENESS_MAX;
     if (ack->cp_epoch == 0) {
-        im_metric_inc(ctx->metrics->protocol_errors_total);
+        up_metrics_protocol_error(ctx->metrics, UP_PERR_BAD_FIELD);
         IM_LOG_WARN("event=protocol_error kind=bad_field body=register_ack "
                     "why=cp_epoch_zero");
         return;
@@ -520,13 +520,14 @@ void up_handler_drain(up_context_t *ctx, const char *by)
 
 /* ---- dispatch ---------------------------------------------------------- */
 
-static void s_protocol_error(up_context_t *ctx, const char *kind, size_t len,
+static void s_protocol_error(up_context_t *ctx, up_perr_t kind, size_t len,
                              const char *why)
 {
     char q[200];
-    im_metric_inc(ctx->metrics->protocol_errors_total);
-    IM_LOG_WARN("event=protocol_error kind=%s node=%s len=%zu why=%s", kind,
-                ctx->cfg.id, len, im_log_quote(q, sizeof(q), why));
+    up_metrics_protocol_error(ctx->metrics, kind);
+    IM_LOG_WARN("event=protocol_error kind=%s node=%s len=%zu why=%s",
+                up_perr_name(kind), ctx->cfg.id, len,
+                im_log_quote(q, sizeof(q), why));
 }
 
 static bool s_is_command(int body_case)
@@ -549,7 +550,7 @@ void up_handler_frame(up_context_t *ctx, const void *data, size_t len)
     im_env_t *env = NULL;
     im_proto_err_t err = im_proto_unpack(data, len, &env, why, sizeof(why));
     if (err != IM_PROTO_OK) {
-        s_protocol_error(ctx, im_proto_err_name(err), len, why);
+        s_protocol_error(ctx, up_perr_from_proto(err), len, why);
         if (err == IM_PROTO_VERSION && env)
             (void)up_build_error(
                 ctx, env->seq,
@@ -571,6 +572,7 @@ void up_handler_frame(up_context_t *ctx, const void *data, size_t len)
         /* A CP we are not registered with (yet, or any more): it cannot own
          * legs here. If it is a restarted CP, registering again tells it
          * about us and releases the legs of the old one. */
+        up_metrics_protocol_error(ctx->metrics, UP_PERR_NOT_REGISTERED);
         IM_LOG_INFO("event=command_refused node=%s body=%s sender_epoch=%"
                     PRIu64 " cp_epoch=%" PRIu64 " why=not_registered",
                     ctx->cfg.id, im_proto_body_name(body), env->sender_epoch,
@@ -623,7 +625,7 @@ void up_handler_frame(up_context_t *ctx, const void *data, size_t len)
         break;
     }
     default:
-        s_protocol_error(ctx, "unexpected_body", len,
+        s_protocol_error(ctx, UP_PERR_UNEXPECTED_BODY, len,
                          im_proto_body_name(body));
         (void)up_build_error(ctx, env->seq,
                              IMSPLIT__V1__ERROR_CODE__ERROR_UNKNOWN_BODY,

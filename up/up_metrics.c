@@ -1,6 +1,45 @@
 #include "up_metrics.h"
 
+#include <stdio.h>
 #include <stdlib.h>
+
+static const char *const s_perr_names[UP_PERR_COUNT] = {
+    [UP_PERR_EMPTY] = "empty",
+    [UP_PERR_OVERSIZE] = "oversize",
+    [UP_PERR_MALFORMED] = "malformed",
+    [UP_PERR_VERSION] = "version",
+    [UP_PERR_NO_BODY] = "no_body",
+    [UP_PERR_BAD_FIELD] = "bad_field",
+    [UP_PERR_EXTRA_FRAMES] = "extra_frames",
+    [UP_PERR_UNEXPECTED_BODY] = "unexpected_body",
+    [UP_PERR_NOT_REGISTERED] = "not_registered",
+};
+
+const char *up_perr_name(up_perr_t kind)
+{
+    return (unsigned)kind < UP_PERR_COUNT ? s_perr_names[kind] : "?";
+}
+
+up_perr_t up_perr_from_proto(im_proto_err_t err)
+{
+    switch (err) {
+    case IM_PROTO_EMPTY: return UP_PERR_EMPTY;
+    case IM_PROTO_OVERSIZE: return UP_PERR_OVERSIZE;
+    case IM_PROTO_VERSION: return UP_PERR_VERSION;
+    case IM_PROTO_NO_BODY: return UP_PERR_NO_BODY;
+    case IM_PROTO_BAD_FIELD: return UP_PERR_BAD_FIELD;
+    case IM_PROTO_MALFORMED:
+    case IM_PROTO_OK:
+        break;
+    }
+    return UP_PERR_MALFORMED;
+}
+
+void up_metrics_protocol_error(up_metrics_t *m, up_perr_t kind)
+{
+    if ((unsigned)kind < UP_PERR_COUNT)
+        im_metric_inc(m->protocol_errors_total[kind]);
+}
 
 up_metrics_t *up_metrics_new(void)
 {
@@ -33,9 +72,14 @@ up_metrics_t *up_metrics_new(void)
         "MSRP bytes forwarded from one leg to the other (headers, bodies "
         "and end-lines)", IM_METRIC_COUNTER,
         NULL);
-    m->protocol_errors_total = im_metrics_add(r,
-        "imsplit_up_protocol_errors_total",
-        "Control-channel frames dropped as invalid", IM_METRIC_COUNTER, NULL);
+    for (int k = 0; k < UP_PERR_COUNT; k++) {
+        char labels[48];
+        snprintf(labels, sizeof(labels), "kind=\"%s\"", s_perr_names[k]);
+        m->protocol_errors_total[k] = im_metrics_add(r,
+            "imsplit_up_protocol_errors_total",
+            "Control-channel frames rejected, by kind", IM_METRIC_COUNTER,
+            labels);
+    }
     m->leg_connect_failed_total = im_metrics_add(r,
         "imsplit_up_leg_connect_failed_total",
         "Outgoing MSRP connections that could not be made", IM_METRIC_COUNTER,

@@ -5,7 +5,25 @@
 #define UP_METRICS_H
 
 #include "im_metrics.h"
+#include "im_proto.h"
 #include "up_leg.h"
+
+/* Why a control-channel frame was rejected: the kind= label of
+ * imsplit_up_protocol_errors_total, named as in the kind= of the
+ * event=protocol_error log line. */
+typedef enum {
+    UP_PERR_EMPTY,           /* im_proto: zero-length frame */
+    UP_PERR_OVERSIZE,        /* im_proto: above IM_PROTO_MAX_FRAME */
+    UP_PERR_MALFORMED,       /* im_proto: not a decodable envelope */
+    UP_PERR_VERSION,         /* im_proto: another major version */
+    UP_PERR_NO_BODY,         /* im_proto: no (known) body */
+    UP_PERR_BAD_FIELD,       /* a required field missing or wrong */
+    UP_PERR_EXTRA_FRAMES,    /* a multi-part message */
+    UP_PERR_UNEXPECTED_BODY, /* a body a worker never accepts */
+    UP_PERR_NOT_REGISTERED,  /* a command from a CP epoch we are not
+                                registered with */
+    UP_PERR_COUNT
+} up_perr_t;
 
 struct up_metrics {
     im_metrics_t *reg;
@@ -15,7 +33,7 @@ struct up_metrics {
     im_metric_t *sockets_open;
     im_metric_t *buffer_bytes;
     im_metric_t *msrp_bytes_relayed_total;
-    im_metric_t *protocol_errors_total;
+    im_metric_t *protocol_errors_total[UP_PERR_COUNT];
     im_metric_t *leg_connect_failed_total;
     im_metric_t *msrp_rejected_total;
     im_metric_t *frames_dropped_total;
@@ -37,6 +55,11 @@ typedef struct up_metrics up_metrics_t;
 
 up_metrics_t *up_metrics_new(void);
 void up_metrics_destroy(up_metrics_t **m_p);
+
+const char *up_perr_name(up_perr_t kind);
+/* The kind for an im_proto_unpack() error. */
+up_perr_t up_perr_from_proto(im_proto_err_t err);
+void up_metrics_protocol_error(up_metrics_t *m, up_perr_t kind);
 
 /* Copies legs_active, sockets_open and buffer_bytes from the table. */
 void up_metrics_sync(up_metrics_t *m, const up_legs_t *legs);

@@ -55,10 +55,10 @@ static void s_schedule_recheck(up_path_t *p)
         uv_idle_start(&p->recheck, s_on_recheck);
 }
 
-static void s_protocol_error(up_path_t *p, const char *kind)
+static void s_protocol_error(up_path_t *p, up_perr_t kind)
 {
-    im_metric_inc(p->ctx->metrics->protocol_errors_total);
-    IM_LOG_WARN("event=protocol_error kind=%s", kind);
+    up_metrics_protocol_error(p->ctx->metrics, kind);
+    IM_LOG_WARN("event=protocol_error kind=%s", up_perr_name(kind));
 }
 
 static void s_drain(up_path_t *p)
@@ -89,7 +89,7 @@ static void s_drain(up_path_t *p)
                     break;
             }
             zmq_msg_close(&msg);
-            s_protocol_error(p, "extra_frames");
+            s_protocol_error(p, UP_PERR_EXTRA_FRAMES);
             continue;
         }
         up_handler_frame(p->ctx, zmq_msg_data(&msg), zmq_msg_size(&msg));

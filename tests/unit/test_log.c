@@ -1,7 +1,10 @@
 /* im_log: level parsing, logfmt quoting and the line format on stderr. */
 #include <errno.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -164,6 +167,86 @@ static void test_clock(void **state)
     assert_true(e1 != e2);
 }
 
+static void s_emit_changes(void)
+{
+    im_log_init("up", IM_LOG_LEVEL_INFO);
+    assert_int_equal(im_log_change_level(IM_LOG_LEVEL_ERROR, "http"),
+                     IM_LOG_LEVEL_INFO);
+    IM_LOG_INFO("event=hidden");
+    /* The line about a change shows whatever the new level hides. */
+    assert_int_equal(im_log_change_level(IM_LOG_LEVEL_DEBUG, "sig usr1"),
+                     IM_LOG_LEVEL_ERROR);
+    IM_LOG_DEBUG("event=shown");
+    assert_int_equal(im_log_change_level((im_log_level_t)42, NULL),
+                     IM_LOG_LEVEL_DEBUG);
+}
+
+static void test_change_level(void **state)
+{
+    (void)state;
+    char *out = s_capture(s_emit_changes);
+    const char *want[] = {
+        "level=info comp=up event=log_level_changed from=info to=error "
+        "via=http",
+        "level=info comp=up event=log_level_changed from=error to=debug "
+        "via=\"sig usr1\"",
+        "level=debug comp=up event=shown",
+        "level=info comp=up event=log_level_changed from=debug to=debug "
+        "via=api",
+    };
+    char *lines[8];
+    int n = 0;
+
+    for (char *save = NULL, *l = strtok_r(out, "\n", &save); l && n < 8;
+         l = strtok_r(NULL, "\n", &save))
+        lines[n++] = l;
+    assert_int_equal(n, 4);
+    for (int i = 0; i < n; i++)
+        assert_string_equal(lines[i] + 28, want[i]);
+    /* Out-of-range levels were clamped. */
+    assert_int_equal(im_log_get_level(), IM_LOG_LEVEL_DEBUG);
+    im_log_set_level((im_log_level_t)-3);
+    assert_int_equal(im_log_get_level(), IM_LOG_LEVEL_ERROR);
+    assert_string_equal(im_log_level_name(IM_LOG_LEVEL_WARN), "warn");
+    assert_string_equal(im_log_level_name((im_log_level_t)9), "?");
+    im_log_set_level(IM_LOG_LEVEL_INFO);
+}
+
+/* Another thread changes the level while this one logs: each line is
+ * whole, and the level seen by the macro is one of the two. */
+static void *s_flip_levels(void *arg)
+{
+    atomic_bool *stop = arg;
+    for (unsigned i = 0; !atomic_load(stop); i++)
+        im_log_set_level((i & 1) ? IM_LOG_LEVEL_DEBUG : IM_LOG_LEVEL_ERROR);
+    return NULL;
+}
+
+static void s_emit_while_flipping(void)
+{
+    atomic_bool stop;
+    pthread_t th;
+
+    im_log_init("cp", IM_LOG_LEVEL_ERROR);
+    atomic_init(&stop, false);
+    assert_int_equal(pthread_create(&th, NULL, s_flip_levels, &stop), 0);
+    for (int i = 0; i < 2000; i++)
+        IM_LOG_DEBUG("event=flip i=%d", i);
+    atomic_store(&stop, true);
+    pthread_join(th, NULL);
+    im_log_set_level(IM_LOG_LEVEL_INFO);
+}
+
+static void test_level_from_another_thread(void **state)
+{
+    (void)state;
+    char *out = s_capture(s_emit_while_flipping);
+    for (char *save = NULL, *l = strtok_r(out, "\n", &save); l;
+         l = strtok_r(NULL, "\n", &save)) {
+        assert_non_null(strstr(l, " level=debug comp=cp event=flip i="));
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -172,6 +255,8 @@ int main(void)
         cmocka_unit_test(test_line_format),
         cmocka_unit_test(test_long_line_truncated),
         cmocka_unit_test(test_clock),
+        cmocka_unit_test(test_change_level),
+        cmocka_unit_test(test_level_from_another_thread),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
