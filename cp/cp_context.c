@@ -23,7 +23,7 @@ static void s_options(cp_config_t *cfg, im_opt_t *opts)
         {"min-se", IM_OPT_UINT, &cfg->min_se, 1, 86400,
          "Min-SE, seconds (below 90 is non-standard, for tests)"},
         {"metrics", IM_OPT_STRING, &cfg->metrics, 0, 0,
-         "HTTP host:port for /metrics /healthz /readyz"},
+         "HTTP host:port for /metrics /healthz /readyz /log-level"},
         {"sip-t1", IM_OPT_UINT, &cfg->sip_t1, 10, 10000, "SIP T1, ms"},
         {"heartbeat-ms", IM_OPT_UINT, &cfg->heartbeat_ms, 50, 60000,
          "heartbeat interval to and from workers, ms"},

@@ -21,7 +21,7 @@ static void s_options(up_config_t *cfg, im_opt_t *opts)
         {"advertise", IM_OPT_STRING, &cfg->advertise, 0, 0,
          "host written in leg paths (default: the --msrp host)"},
         {"metrics", IM_OPT_STRING, &cfg->metrics, 0, 0,
-         "HTTP host:port for /metrics /healthz /readyz (default: off)"},
+         "HTTP host:port for /metrics /healthz /readyz /log-level (default: off)"},
         {"capacity", IM_OPT_UINT, &cfg->capacity, 1, 10000000,
          "maximum legs held at once"},
         {"leg-buffer", IM_OPT_UINT, &cfg->leg_buffer, 1024, 64u << 20,
