@@ -690,24 +690,38 @@ static int s_socket_fail(s_peer_t *p, int rc)
     return rc;
 }
 
+/* The next message matching m: from the backlog, or received before the
+ * deadline. 1 found (in *rx), 0 not in time, <0 socket error (reported). */
+static int s_next_match(s_peer_t *p, ctl_matcher_t *m, uint64_t deadline,
+                        s_rx_t *rx)
+{
+    if (s_backlog_find(p, m, rx))
+        return 1;
+    int rc = s_pump(p, deadline, m, rx);
+    if (rc < 0)
+        s_socket_fail(p, rc);
+    return rc;
+}
+
+/* The matcher for a line, or <0 with the line failed. */
+static int s_matcher(s_peer_t *p, const ctl_cmd_t *c, ctl_matcher_t **m)
+{
+    char err[512];
+    int rc = ctl_matcher_new(c, p->vars, m, err, sizeof(err));
+    if (rc < 0)
+        s_line_fail(p, "%s", err);
+    return rc;
+}
+
 static int s_do_expect(s_peer_t *p, const ctl_cmd_t *c)
 {
     ctl_matcher_t *m = NULL;
     s_rx_t rx = {0};
-    char err[512];
     int rc;
 
-    if ((rc = ctl_matcher_new(c, p->vars, &m, err, sizeof(err))) < 0) {
-        s_line_fail(p, "%s", err);
+    if ((rc = s_matcher(p, c, &m)) < 0)
         return rc;
-    }
-    if (s_backlog_find(p, m, &rx)) {
-        rc = 1;
-    } else {
-        rc = s_pump(p, im_clock_ms() + c->within_ms, m, &rx);
-        if (rc < 0)
-            s_socket_fail(p, rc);
-    }
+    rc = s_next_match(p, m, im_clock_ms() + c->within_ms, &rx);
     if (rc == 1) {
         rc = s_keep(p, c, &rx);
     } else if (rc == 0) {
@@ -724,20 +738,11 @@ static int s_do_expect_none(s_peer_t *p, const ctl_cmd_t *c)
 {
     ctl_matcher_t *m = NULL;
     s_rx_t rx = {0};
-    char err[512];
     int rc;
 
-    if ((rc = ctl_matcher_new(c, p->vars, &m, err, sizeof(err))) < 0) {
-        s_line_fail(p, "%s", err);
+    if ((rc = s_matcher(p, c, &m)) < 0)
         return rc;
-    }
-    if (s_backlog_find(p, m, &rx)) {
-        rc = 1;
-    } else {
-        rc = s_pump(p, im_clock_ms() + c->within_ms, m, &rx);
-        if (rc < 0)
-            s_socket_fail(p, rc);
-    }
+    rc = s_next_match(p, m, im_clock_ms() + c->within_ms, &rx);
     if (rc == 1) {
         s_line_fail(
             p, "got %s seq=%" PRIu64 " at t_ms=%" PRIu64 " (none expected)",
@@ -753,22 +758,13 @@ static int s_do_drop(s_peer_t *p, const ctl_cmd_t *c)
 {
     ctl_matcher_t *m = NULL;
     uint64_t deadline = im_clock_ms() + c->within_ms;
-    char err[512];
     int rc;
 
-    if ((rc = ctl_matcher_new(c, p->vars, &m, err, sizeof(err))) < 0) {
-        s_line_fail(p, "%s", err);
+    if ((rc = s_matcher(p, c, &m)) < 0)
         return rc;
-    }
     for (uint32_t i = 0; rc >= 0 && i < c->count; i++) {
         s_rx_t rx = {0};
-        if (s_backlog_find(p, m, &rx)) {
-            rc = 1;
-        } else {
-            rc = s_pump(p, deadline, m, &rx);
-            if (rc < 0)
-                s_socket_fail(p, rc);
-        }
+        rc = s_next_match(p, m, deadline, &rx);
         if (rc == 0) {
             s_line_fail(
                 p,
