@@ -2,16 +2,21 @@
 # Builds imsplit with AddressSanitizer and UndefinedBehaviorSanitizer into
 # build-san/ and runs every test (unit, sip, proto, e2e) with ctest.
 # Exits with ctest's exit code.
-#   --quick   no sanitizers, build into build/ (faster)
+#   --quick       no sanitizers, build into build/ (faster)
+#   --container   then also the container test, tests/deploy/test_container.sh
+#                 (root; installs podman and builds the image: docs/deploy.md);
+#                 the exit code is ctest's, else the container test's
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 quick=0
+container=0
 for arg in "$@"; do
     case $arg in
         --quick) quick=1 ;;
-        -h | --help) sed -n '2,6p' "$0"; exit 0 ;;
+        --container) container=1 ;;
+        -h | --help) sed -n '2,9p' "$0"; exit 0 ;;
         *) echo "test.sh: unknown argument $arg" >&2; exit 64 ;;
     esac
 done
@@ -35,4 +40,10 @@ cmake --build "$dir" -j "$(nproc)"
 # System tests hold a shared RESOURCE_LOCK, so -j only overlaps unit tests.
 rc=0
 ctest --test-dir "$dir" --output-on-failure -j "$(nproc)" || rc=$?
+
+if ((container)); then
+    crc=0
+    bash tests/deploy/test_container.sh || crc=$?
+    ((rc != 0)) || rc=$crc
+fi
 exit "$rc"
