@@ -6,7 +6,7 @@
 
 static const char *s_default_sip = "udp:127.0.0.1:5060";
 
-#define CP_NOPTS 19
+#define CP_NOPTS 20
 
 /* One option table for parsing and for --help. */
 static void s_options(cp_config_t *cfg, im_opt_t *opts)
@@ -29,6 +29,9 @@ static void s_options(cp_config_t *cfg, im_opt_t *opts)
          "heartbeat interval to and from workers, ms"},
         {"liveness", IM_OPT_UINT, &cfg->liveness, 1, 100,
          "heartbeats missed before a worker is dead"},
+        {"heap-trim-mb", IM_OPT_UINT, &cfg->heap_trim_mb, 0, 1048576,
+         "give free heap pages back to the kernel once this many MiB are "
+         "free (checked every heartbeat, at most every 2 s); 0: never"},
         {"max-sessions", IM_OPT_UINT, &cfg->max_sessions, 1, 10000000,
          "sessions above which INVITEs get 503"},
         {"command-timeout-ms", IM_OPT_UINT, &cfg->command_timeout_ms, 10,
@@ -53,6 +56,8 @@ static void s_options(cp_config_t *cfg, im_opt_t *opts)
          "error|warn|info|debug"},
         {"help", IM_OPT_BOOL, &cfg->help, 0, 0, "print this help"},
     };
+    _Static_assert(sizeof(table) == sizeof(table[0]) * CP_NOPTS,
+                   "CP_NOPTS must count the options");
     memcpy(opts, table, sizeof(table));
 }
 
@@ -66,6 +71,7 @@ static void s_defaults(cp_config_t *cfg)
     cfg->heartbeat_ms = 1000;
     cfg->liveness = 3;
     cfg->max_sessions = 200000;
+    cfg->heap_trim_mb = 16;
     cfg->command_timeout_ms = 1000;
     cfg->command_tries = 5;
     cfg->audit_ms = 30000;

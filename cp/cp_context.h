@@ -27,6 +27,7 @@ typedef struct {
     uint32_t heartbeat_ms;
     uint32_t liveness;        /* missed heartbeats before a worker is dead */
     uint32_t max_sessions;
+    uint32_t heap_trim_mb; /* free MiB in the heap that trigger a trim; 0: off */
     uint32_t command_timeout_ms; /* resend an unanswered command after this */
     uint32_t command_tries;      /* give up after this many sends */
     uint32_t audit_ms;           /* leg inventory audit period, 0 = off */
@@ -67,6 +68,7 @@ typedef struct cp_context {
     cp_path_t *path;
     im_timer_t heartbeat_timer; /* heartbeats to workers, gauges */
     im_timer_t audit_timer;     /* periodic leg audits */
+    uint64_t heap_trimmed_ms;   /* when the heap was last trimmed */
     bool stopping;
 } cp_context_t;
 

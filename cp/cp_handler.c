@@ -1,5 +1,7 @@
 #include "cp_handler.h"
 
+#include "im_heap.h"
+
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +14,7 @@
 #include "cp_timer.h"
 #include "cp_workers.h"
 #include "im_clock.h"
+#include "im_heap.h"
 #include "im_log.h"
 #include "im_metrics.h"
 #include "im_proto.h"
@@ -25,6 +28,28 @@ void cp_handler_update_gauges(cp_context_t *ctx)
     im_metric_set(ctx->metrics->sessions_active,
                   (int64_t)cp_sessions_count(ctx->sessions));
     im_metrics_set_ready(ctx->metrics->reg, counts[CP_WORKER_LIVE] > 0);
+}
+
+#define CP_HEAP_TRIM_EVERY_MS 2000
+
+void cp_handler_heap_tick(cp_context_t *ctx)
+{
+    im_heap_stats_t st;
+    uint64_t now = im_clock_ms();
+    if (ctx->cfg.heap_trim_mb == 0 ||
+        now - ctx->heap_trimmed_ms < CP_HEAP_TRIM_EVERY_MS) {
+        im_heap_stats(&st);
+    } else {
+        uint64_t t0 = im_clock_us();
+        if (im_heap_trim((size_t)ctx->cfg.heap_trim_mb << 20, &st)) {
+            ctx->heap_trimmed_ms = now;
+            IM_LOG_DEBUG("event=heap_trimmed in_use=%zu free=%zu took_us=%"
+                         PRIu64, st.in_use, st.free, im_clock_us() - t0);
+            im_heap_stats(&st);
+        }
+    }
+    im_metric_set(ctx->metrics->heap_bytes[0], (int64_t)st.in_use);
+    im_metric_set(ctx->metrics->heap_bytes[1], (int64_t)st.free);
 }
 
 void cp_handler_reply(cp_context_t *ctx, const void *peer, size_t peer_len,

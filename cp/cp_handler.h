@@ -29,5 +29,8 @@ void cp_handler_error(cp_context_t *ctx, const void *peer, size_t peer_len,
 
 /* Recomputes gauges derived from tables (sessions, workers by state). */
 void cp_handler_update_gauges(cp_context_t *ctx);
+/* Once per heartbeat: heap gauges, and the heap trimmed when
+ * --heap-trim-mb are free (at most every 2 s; see im_heap.h). */
+void cp_handler_heap_tick(cp_context_t *ctx);
 
 #endif

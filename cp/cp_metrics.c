@@ -153,6 +153,13 @@ cp_metrics_t *cp_metrics_new(void)
         "state=\"draining\"");
     m->workers[2] = im_metrics_add(r, "imsplit_cp_workers",
         "Workers known to the CP by state", IM_METRIC_GAUGE, "state=\"dead\"");
+    m->heap_bytes[0] = im_metrics_add(r, "imsplit_cp_heap_bytes",
+        "Heap bytes in use and free (malloc's view; RSS may be higher "
+        "until free pages are trimmed)", IM_METRIC_GAUGE,
+        "state=\"in_use\"");
+    m->heap_bytes[1] = im_metrics_add(r, "imsplit_cp_heap_bytes",
+        "Heap bytes in use and free (malloc's view; RSS may be higher "
+        "until free pages are trimmed)", IM_METRIC_GAUGE, "state=\"free\"");
     m->refreshes_sent_total = im_metrics_add(r,
         "imsplit_cp_refreshes_sent_total",
         "Session refreshes sent (UPDATE or re-INVITE)", IM_METRIC_COUNTER,

@@ -68,6 +68,7 @@ struct cp_metrics {
     im_metric_t *sip_responses_total[2][CP_SIP_SLOTS]; /* [cp_sip_way_t] */
     im_metric_t *timer_lateness_seconds;    /* histogram */
     im_metric_t *release_latency_seconds;   /* histogram */
+    im_metric_t *heap_bytes[2];             /* in_use, free */
     im_metric_family_t *worker_legs;        /* {worker="ID"} */
     im_metric_family_t *worker_sessions;    /* {worker="ID"} */
     bool worker_cap_logged;

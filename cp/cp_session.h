@@ -151,8 +151,10 @@ struct cp_session {
     char worker[64];  /* node id of the worker holding both legs */
     cp_leg_t legs[CP_DIR_COUNT];
 
-    char *client_sdp;      /* the client's offer as received */
-    char *ctrl_sdp;        /* the controlling side's answer as received */
+    char *client_sdp;      /* the client's offer as received, until the
+                              controlling leg's offer is built from it */
+    char *ctrl_sdp;        /* the controlling side's answer as received,
+                              until the client leg's answer is built */
     uint32_t ctrl_se_sent; /* Session-Expires sent in the controlling INVITE */
     unsigned ctrl_422_retries;
     uint64_t created_ms;

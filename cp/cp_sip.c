@@ -268,6 +268,10 @@ static int s_send_invite(cp_context_t *ctx, cp_session_t *s, uint32_t se)
                         " dir=controlling why=\"%s\"", s->id, err);
             goto out;
         }
+        /* Only the rewritten offer is needed from here on (a retry after
+         * 422 sends it again). */
+        free(s->client_sdp);
+        s->client_sdp = NULL;
     }
     cp_st_msg_t offer;
     cp_st_uac_offer(&ctx->st, se, false, &offer);
@@ -331,6 +335,47 @@ static void s_send_ack(cp_leg_t *leg, nta_outgoing_t *orq)
 
 /* ---- responses ------------------------------------------------------ */
 
+/* The first 2xx to the controlling INVITE, already ACKed: takes the
+ * answer (SDP, RFC 4028 parameters) and reports it to the machine. */
+static void s_on_invite_2xx(cp_context_t *ctx, cp_session_t *s,
+                            sip_t const *sip, int status)
+{
+    cp_leg_t *ctrl = &s->legs[CP_DIR_CONTROLLING];
+    if (s->state != CP_SESS_CALLING || s->cancelled) {
+        cp_sip_dispatch(ctx, s, CP_EV_ANSWERED, CP_DIR_CONTROLLING, status);
+        return;
+    }
+    cp_sdp_info_t info;
+    char err[160];
+    if (!sip->sip_payload ||
+        cp_sdp_inspect(sip->sip_payload->pl_data, sip->sip_payload->pl_len,
+                       &info, err, sizeof(err)) < 0) {
+        IM_LOG_WARN("event=bad_answer_sdp sid=%016" PRIx64 " why=\"%s\"",
+                    s->id, sip->sip_payload ? err : "no SDP in 2xx");
+        cp_sip_ops.reject(ctx, s, 502);
+        s->cancelled = true;
+        cp_sip_dispatch(ctx, s, CP_EV_ANSWERED, CP_DIR_CONTROLLING, status);
+        return;
+    }
+    free(s->ctrl_sdp);
+    s->ctrl_sdp = s_strndup(sip->sip_payload->pl_data,
+                            sip->sip_payload->pl_len);
+    s_set_str(&ctrl->peer_path, info.path);
+    /* RFC 6135: an answer without a=setup leaves the offerer (the
+     * worker) active, i.e. the peer passive. */
+    s_set_str(&ctrl->peer_setup,
+              info.setup[0] ? info.setup : "passive");
+    cp_st_msg_t m;
+    cp_st_uac_result_t r;
+    cp_st_from_sip(sip, &m);
+    cp_st_uac_result(&m, &r);
+    ctrl->se = r.se;
+    ctrl->st_role = r.role;
+    ctrl->peer_allows_update =
+        sip->sip_allow && sip_is_allowed(sip->sip_allow, SIP_METHOD_UPDATE);
+    cp_sip_dispatch(ctx, s, CP_EV_ANSWERED, CP_DIR_CONTROLLING, status);
+}
+
 static void s_on_invite_response(cp_context_t *ctx, cp_session_t *s,
                                  nta_outgoing_t *orq, sip_t const *sip,
                                  int status)
@@ -359,39 +404,14 @@ static void s_on_invite_response(cp_context_t *ctx, cp_session_t *s,
         nta_leg_client_route(ctrl->nta, sip->sip_record_route,
                              sip->sip_contact);
         s_send_ack(ctrl, orq);
-        if (s->state != CP_SESS_CALLING || s->cancelled) {
-            cp_sip_dispatch(ctx, s, CP_EV_ANSWERED, CP_DIR_CONTROLLING, status);
-            return;
-        }
-        cp_sdp_info_t info;
-        char err[160];
-        if (!sip->sip_payload ||
-            cp_sdp_inspect(sip->sip_payload->pl_data, sip->sip_payload->pl_len,
-                           &info, err, sizeof(err)) < 0) {
-            IM_LOG_WARN("event=bad_answer_sdp sid=%016" PRIx64 " why=\"%s\"",
-                        s->id, sip->sip_payload ? err : "no SDP in 2xx");
-            cp_sip_ops.reject(ctx, s, 502);
-            s->cancelled = true;
-            cp_sip_dispatch(ctx, s, CP_EV_ANSWERED, CP_DIR_CONTROLLING, status);
-            return;
-        }
-        free(s->ctrl_sdp);
-        s->ctrl_sdp = s_strndup(sip->sip_payload->pl_data,
-                                sip->sip_payload->pl_len);
-        s_set_str(&ctrl->peer_path, info.path);
-        /* RFC 6135: an answer without a=setup leaves the offerer (the
-         * worker) active, i.e. the peer passive. */
-        s_set_str(&ctrl->peer_setup,
-                  info.setup[0] ? info.setup : "passive");
-        cp_st_msg_t m;
-        cp_st_uac_result_t r;
-        cp_st_from_sip(sip, &m);
-        cp_st_uac_result(&m, &r);
-        ctrl->se = r.se;
-        ctrl->st_role = r.role;
-        ctrl->peer_allows_update =
-            sip->sip_allow && sip_is_allowed(sip->sip_allow, SIP_METHOD_UPDATE);
-        cp_sip_dispatch(ctx, s, CP_EV_ANSWERED, CP_DIR_CONTROLLING, status);
+        /* The INVITE transaction is done for the session once its 2xx is
+         * ACKed: it is handed back to NTA, which keeps absorbing
+         * retransmissions of that 2xx until Timer D and then frees it with
+         * both of its messages. Keeping it for the session's life would
+         * cost several KiB per session. */
+        ctrl->orq = NULL;
+        s_on_invite_2xx(ctx, s, sip, status);
+        nta_outgoing_destroy(orq);
         return;
     }
     if (status == 422 && s->state == CP_SESS_CALLING && !s->cancelled &&
@@ -785,6 +805,8 @@ static int s_op_answer(void *c, cp_session_t *s)
                     " dir=client why=\"%s\"", s->id, err);
         return -EINVAL;
     }
+    free(s->ctrl_sdp); /* the rewritten answer is what is kept */
+    s->ctrl_sdp = NULL;
     /* The client leg's timer was negotiated when its INVITE arrived. */
     char se[48];
     bool peer_refreshes = cl->st_role == CP_ST_ROLE_PEER_REFRESHES;

@@ -343,6 +343,7 @@ static void s_on_heartbeat_tick(im_timer_t *t, void *arg)
     cp_context_t *ctx = arg;
     cp_pool_foreach(ctx->pool, s_send_heartbeat, ctx);
     cp_handler_update_gauges(ctx);
+    cp_handler_heap_tick(ctx);
     im_metrics_loop_tick(ctx->metrics->reg, im_clock_ms());
     cp_timer_arm_in(ctx->timers, t, ctx->cfg.heartbeat_ms);
 }
