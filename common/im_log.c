@@ -1,11 +1,14 @@
 #include "im_log.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/time.h>
 #include <time.h>
+
+#include "im_clock.h"
 
 _Atomic im_log_level_t im_log__level = IM_LOG_LEVEL_INFO;
 
@@ -88,17 +91,20 @@ void im_log_write(im_log_level_t level, const char *fmt, ...)
     char line[IM_LOG_LINE_MAX];
     struct timespec ts;
     struct tm tm;
+    uint64_t mono_us;
     size_t n;
     int r;
 
     if ((int)level < IM_LOG_LEVEL_ERROR || level > IM_LOG_LEVEL_DEBUG)
         level = IM_LOG_LEVEL_ERROR;
+    mono_us = im_clock_us();
     clock_gettime(CLOCK_REALTIME, &ts);
     gmtime_r(&ts.tv_sec, &tm);
     r = snprintf(line, sizeof(line),
-                 "ts=%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ level=%s comp=%s ",
+                 "ts=%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ mono_us=%" PRIu64 " "
+                 "level=%s comp=%s ",
                  tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-                 tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000L,
+                 tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000L, mono_us,
                  s_level_names[level], s_comp);
     if (r < 0)
         return;

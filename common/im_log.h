@@ -1,7 +1,12 @@
 /* im_log: one logfmt line per event on stderr.
  *
- * Every line is `ts=<iso8601> level=<lvl> comp=<component> <fields>`; callers
- * pass the fields as a printf format of `key=value` pairs, e.g.
+ * Every line is `ts=<iso8601> mono_us=<n> level=<lvl> comp=<component>
+ * <fields>`: ts is UTC wall-clock time to the millisecond, mono_us
+ * CLOCK_MONOTONIC in microseconds (im_clock_us), read as the line is written.
+ * CLOCK_MONOTONIC is system-wide, so the mono_us of lines from different
+ * processes on one host compare directly (e.g. the CP's event=bye_completed
+ * with the worker's event=leg_released). Callers pass the fields as a printf
+ * format of `key=value` pairs, e.g.
  *   IM_LOG_INFO("event=session_created sid=%016" PRIx64 " call_id=%s", ...);
  * Values that may contain spaces must be quoted by the caller (im_log_quote).
  * The level check happens before any formatting, so a disabled level costs a

@@ -90,6 +90,26 @@ static char *s_capture(void (*fn)(void))
     return out;
 }
 
+/* Checks the two stamps every line starts with, `ts=YYYY-MM-DDTHH:MM:SS.mmmZ
+ * mono_us=N `, with N within [lo, hi]; returns what follows them. */
+static const char *s_after_stamps(const char *line, uint64_t lo, uint64_t hi)
+{
+    assert_int_equal(strncmp(line, "ts=", 3), 0);
+    assert_int_equal(line[7], '-');
+    assert_int_equal(line[13], 'T');
+    assert_int_equal(line[22], '.');
+    assert_int_equal(line[26], 'Z');
+    assert_int_equal(line[27], ' ');
+    assert_int_equal(strncmp(line + 28, "mono_us=", 8), 0);
+    const char *p = line + 36;
+    char *end;
+    assert_true(*p >= '0' && *p <= '9');
+    unsigned long long us = strtoull(p, &end, 10);
+    assert_int_equal(*end, ' ');
+    assert_true(us >= lo && us <= hi);
+    return end + 1;
+}
+
 static void s_emit_lines(void)
 {
     im_log_init("cp", IM_LOG_LEVEL_INFO);
@@ -105,28 +125,28 @@ static void s_emit_lines(void)
 static void test_line_format(void **state)
 {
     (void)state;
+    uint64_t before = im_clock_us();
     char *out = s_capture(s_emit_lines);
+    uint64_t after = im_clock_us();
     char *lines[8];
+    const char *rest[8];
     int n = 0;
 
     for (char *save = NULL, *l = strtok_r(out, "\n", &save); l && n < 8;
          l = strtok_r(NULL, "\n", &save))
         lines[n++] = l;
     assert_int_equal(n, 3);
-    /* ts=YYYY-MM-DDTHH:MM:SS.mmmZ */
+    /* mono_us is the monotonic clock as each line was written: in order,
+     * and within the capture. */
+    uint64_t prev = before;
     for (int i = 0; i < n; i++) {
-        assert_int_equal(strncmp(lines[i], "ts=", 3), 0);
-        assert_int_equal(lines[i][7], '-');
-        assert_int_equal(lines[i][13], 'T');
-        assert_int_equal(lines[i][22], '.');
-        assert_int_equal(lines[i][26], 'Z');
-        assert_int_equal(lines[i][27], ' ');
+        rest[i] = s_after_stamps(lines[i], prev, after);
+        prev = strtoull(lines[i] + 36, NULL, 10);
     }
-    assert_string_equal(lines[0] + 28,
-                        "level=info comp=cp event=session_created "
-                        "sid=0000000000000abc");
-    assert_string_equal(lines[1] + 28, "level=error comp=cp event=boom n=3");
-    assert_string_equal(lines[2] + 28, "level=debug comp=cp event=shown");
+    assert_string_equal(rest[0], "level=info comp=cp event=session_created "
+                                 "sid=0000000000000abc");
+    assert_string_equal(rest[1], "level=error comp=cp event=boom n=3");
+    assert_string_equal(rest[2], "level=debug comp=cp event=shown");
     im_log_set_level(IM_LOG_LEVEL_INFO);
 }
 
@@ -202,7 +222,7 @@ static void test_change_level(void **state)
         lines[n++] = l;
     assert_int_equal(n, 4);
     for (int i = 0; i < n; i++)
-        assert_string_equal(lines[i] + 28, want[i]);
+        assert_string_equal(s_after_stamps(lines[i], 0, UINT64_MAX), want[i]);
     /* Out-of-range levels were clamped. */
     assert_int_equal(im_log_get_level(), IM_LOG_LEVEL_DEBUG);
     im_log_set_level((im_log_level_t)-3);
