@@ -22,6 +22,9 @@
 static void s_err(char *err, size_t size, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* err quotes bytes of the SDP (an a=path URI, sofia's reason), and the CP
+ * logs it between quotes and sends it in a Warning header: it is kept to
+ * printable ASCII without quotes or backslashes. */
 static void s_err(char *err, size_t size, const char *fmt, ...)
 {
     if (!err || size == 0)
@@ -30,6 +33,13 @@ static void s_err(char *err, size_t size, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(err, size, fmt, ap);
     va_end(ap);
+    for (char *p = err; *p; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (c < 0x20 || c > 0x7e)
+            *p = '?';
+        else if (c == '"' || c == '\\')
+            *p = '\'';
+    }
 }
 
 static bool s_is_msrp(const sdp_media_t *m)
@@ -98,6 +108,47 @@ static int s_path_first(const char *path, im_msrp_uri_t *uri)
     return im_msrp_uri_parse(b, (size_t)(e - b), uri);
 }
 
+/* RFC 4566 token-char. */
+static bool s_token_char(unsigned char c)
+{
+    return c == 0x21 || (c >= 0x23 && c <= 0x27) || c == 0x2a || c == 0x2b ||
+           c == 0x2d || c == 0x2e || (c >= 0x30 && c <= 0x39) ||
+           (c >= 0x41 && c <= 0x5a) || (c >= 0x5e && c <= 0x7e);
+}
+
+/* p[0, len) is an m= line. sofia's parser loops forever, allocating, on a
+ * format that starts with a byte outside token-char ("m=message 9
+ * TCP/MSRP * @", or a second tab after the proto), and it reads "9P" as
+ * port 9 and proto "P", so the line must have the RFC 4566 shape:
+ * <media> <port>[/<count>] <proto> <fmt>..., separated by spaces, media
+ * and fmt tokens, proto tokens joined by '/'. */
+static bool s_media_line_ok(const char *p, size_t len)
+{
+    size_t words = 0;
+    for (size_t i = 2; i < len;) {
+        if (p[i] == ' ') {
+            i++;
+            continue;
+        }
+        size_t b = i;
+        while (i < len && p[i] != ' ')
+            i++;
+        words++;
+        size_t slashes = 0;
+        for (size_t k = b; k < i; k++) {
+            unsigned char c = (unsigned char)p[k];
+            bool ok = words == 2 ? c >= '0' && c <= '9' : s_token_char(c);
+            /* '/' between two parts of a proto, and once in a port. */
+            if (c == '/' && (words == 2 || words == 3))
+                ok = k > b && k + 1 < i && p[k - 1] != '/' &&
+                     (words == 3 || ++slashes == 1);
+            if (!ok)
+                return false;
+        }
+    }
+    return true;
+}
+
 /* sofia ignores lines it does not understand after the first m= and stops
  * quietly at a one-character line, dropping the rest of the body; both
  * would let garbage through or lose attributes on rewrite. Every line must
@@ -111,7 +162,8 @@ static int s_lines_check(const char *body, size_t len, char *err,
         while (e < len && body[e] != '\r' && body[e] != '\n')
             e++;
         if (e > i && (e - i < 2 || body[i] < 'a' || body[i] > 'z' ||
-                      body[i + 1] != '=')) {
+                      body[i + 1] != '=' ||
+                      (body[i] == 'm' && !s_media_line_ok(body + i, e - i)))) {
             s_err(err, err_size, "malformed SDP line %zu", line);
             return -EINVAL;
         }

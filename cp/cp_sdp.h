@@ -29,7 +29,8 @@ typedef struct {
 /* Finds the first active m=message line with proto TCP/MSRP or TCP/TLS/MSRP
  * and reads its a=path and a=setup. Returns 0; -EINVAL with a reason in err
  * when the SDP does not parse, has no such m-line, or that m-line has no
- * a=path. */
+ * a=path. Reasons of both functions are printable ASCII without quotes or
+ * backslashes, fit for a log value or a Warning header. */
 int cp_sdp_inspect(const char *body, size_t len, cp_sdp_info_t *info,
                    char *err, size_t err_size);
 

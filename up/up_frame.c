@@ -280,13 +280,13 @@ static up_frame_event_t s_parse_head(up_frame_t *f, const char *p, size_t len,
         size_t lim = len < UP_FRAME_START_MAX + 2 ? len : UP_FRAME_START_MAX + 2;
         const char *eol = s_find_crlf(p, lim);
         if (!eol) {
-            if (len >= UP_FRAME_START_MAX + 2)
-                return s_error(f, "start_line_too_long");
             /* Reject garbage as soon as it shows, not when the buffer
-             * fills. */
+             * fills, and with the same reason however it was split. */
             size_t n = len < 5 ? len : 5;
             if (memcmp(p, "MSRP ", n) != 0)
                 return s_error(f, "bad_start_line");
+            if (len >= UP_FRAME_START_MAX + 2)
+                return s_error(f, "start_line_too_long");
             return UP_FRAME_MORE;
         }
         up_frame_event_t ev = s_start_line(f, p, (size_t)(eol - p));

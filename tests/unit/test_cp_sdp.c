@@ -321,6 +321,60 @@ static void test_inspect_refusals(void **state)
                    "o=a 1 1 IN IP4 192.0.2.1\n"
                    "S=-\n",
                    "malformed SDP line 3");
+    /* A format that is not a token: sofia's parser would allocate until
+     * memory runs out. */
+    assert_refused("v=0\r\n"
+                   "o=a 1 1 IN IP4 192.0.2.1\r\n"
+                   "s=-\r\n"
+                   "c=IN IP4 192.0.2.1\r\n"
+                   "t=0 0\r\n"
+                   "m=message 7654 TCP/MSRP * @\r\n"
+                   "a=path:msrp://192.0.2.1:7654/x;tcp\r\n",
+                   "malformed SDP line 6");
+    assert_refused("v=0\r\n"
+                   "o=a 1 1 IN IP4 192.0.2.1\r\n"
+                   "s=-\r\n"
+                   "c=IN IP4 192.0.2.1\r\n"
+                   "t=0 0\r\n"
+                   "m=audio 49170 RTP/AVP 0\r\n"
+                   "m=message 7654 TCP/MSRP \xc3\xa9\r\n"
+                   "a=path:msrp://192.0.2.1:7654/x;tcp\r\n",
+                   "malformed SDP line 7");
+    assert_refused("v=0\rm=a 2P\x90\x90", "malformed SDP line");
+    /* Nor with tabs between the fields: sofia loops on "T\t\t". */
+    assert_refused("v=0\rm=e 4 T\t\t", "malformed SDP line");
+    /* sofia would read port 8 and proto "P", then loop on "/". */
+    assert_refused("v=0\nm=m 8P /", "malformed SDP line 2");
+    assert_refused("v=0\r\n"
+                   "o=a 1 1 IN IP4 192.0.2.1\r\n"
+                   "s=-\r\n"
+                   "c=IN IP4 192.0.2.1\r\n"
+                   "t=0 0\r\n"
+                   "m=message 7654/2/2 TCP/MSRP *\r\n"
+                   "a=path:msrp://192.0.2.1:7654/x;tcp\r\n",
+                   "malformed SDP line 6");
+}
+
+/* Reasons quote the SDP, and the CP logs them between quotes and sends
+ * them in a Warning header. */
+static void test_refusal_reason_printable(void **state)
+{
+    (void)state;
+    const char *sdp = "v=0\r\n"
+                      "o=a 1 1 IN IP4 192.0.2.1\r\n"
+                      "s=-\r\n"
+                      "c=IN IP4 192.0.2.1\r\n"
+                      "t=0 0\r\n"
+                      "m=message 7654 TCP/MSRP *\r\n"
+                      "a=path:msrp://a\x01\"b\\\x1b[2J\x7f\xc3\xa9:1/x;tcp\r\n";
+    cp_sdp_info_t info;
+    char err[160] = "";
+    assert_int_equal(inspect(sdp, &info, err, sizeof(err)), -EINVAL);
+    assert_non_null(strstr(err, "a=path: msrp://a?'b'?[2J"));
+    for (const char *p = err; *p; p++) {
+        unsigned char c = (unsigned char)*p;
+        assert_true(c >= 0x20 && c <= 0x7e && c != '"' && c != '\\');
+    }
 }
 
 static void test_inspect_bad_input_never_crashes(void **state)
@@ -804,6 +858,7 @@ int main(void)
         cmocka_unit_test(test_inspect_relay_chain),
         cmocka_unit_test(test_inspect_picks_first_active_msrp_line),
         cmocka_unit_test(test_inspect_refusals),
+        cmocka_unit_test(test_refusal_reason_printable),
         cmocka_unit_test(test_inspect_bad_input_never_crashes),
         cmocka_unit_test(test_inspect_64k_garbage),
         cmocka_unit_test(test_inspect_path_too_long),

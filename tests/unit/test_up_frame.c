@@ -633,6 +633,12 @@ static void test_malformed(void **state)
     memcpy(longline, "MSRP ", 5);
     longline[sizeof(longline) - 1] = '\0';
     s_expect_why(longline, 0, 0, "start_line_too_long");
+    /* Garbage longer than a start line reads as garbage, in one piece as
+     * in many. */
+    char junk[400];
+    memset(junk, 0xff, sizeof(junk) - 1);
+    junk[sizeof(junk) - 1] = '\0';
+    s_expect_why(junk, 0, 0, "bad_start_line");
     /* A body whose end-line never comes within the limit. */
     char endless[1024];
     n = snprintf(endless, sizeof(endless),
