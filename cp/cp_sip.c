@@ -163,10 +163,11 @@ static void s_on_st_timer(im_timer_t *t, void *arg)
         return;
     }
     im_metric_inc(ctx->metrics->session_timer_expired_total);
+    char q[200]; /* a Call-ID may hold spaces, '=', quotes, controls */
     IM_LOG_INFO("event=session_timer_expired sid=%016" PRIx64 " dir=%s "
                 "se=%u late_ms=%" PRId64 " call_id=%s",
                 s->id, cp_dir_name(dir), leg->se, late,
-                s->call_id ? s->call_id : "");
+                im_log_quote(q, sizeof(q), s->call_id ? s->call_id : ""));
     cp_sip_dispatch(ctx, s, CP_EV_TIMER_EXPIRED, dir, 0);
 }
 
@@ -716,8 +717,9 @@ static int s_on_invite(cp_context_t *ctx, nta_incoming_t *irq,
                               SIPTAG_TO(sip->sip_from), TAG_END());
     if (!s->call_id || !s->client_sdp || !cl->contact || !cl->peer_path ||
         !cl->peer_setup || !cl->nta || !nta_leg_tag(cl->nta, NULL)) {
+        char q[200];
         IM_LOG_ERROR("event=session_create_failed call_id=%s",
-                     s->call_id ? s->call_id : "");
+                     im_log_quote(q, sizeof(q), s->call_id ? s->call_id : ""));
         s_reply_final(irq, SIP_500_INTERNAL_SERVER_ERROR, TAG_END());
         s->state = CP_SESS_TERMINATING;
         cp_sip_ops.closed(ctx, s);
