@@ -15,6 +15,7 @@ PACKAGES=(
     libcmocka-dev libmicrohttpd-dev libuv1-dev
     sip-tester curl python3 iproute2 socat procps ca-certificates
     python3-yaml
+    clang libclang-rt-14-dev
 )
 
 missing=()

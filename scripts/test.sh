@@ -4,19 +4,23 @@
 # Exits with ctest's exit code.
 #   --quick       no sanitizers, build into build/ (faster)
 #   --container   then also the container test, tests/deploy/test_container.sh
-#                 (root; installs podman and builds the image: docs/deploy.md);
-#                 the exit code is ctest's, else the container test's
+#                 (root; installs podman and builds the image: docs/deploy.md)
+#   --fuzz        then also every libFuzzer target for $IMSPLIT_FUZZ_SECONDS
+#                 (default 10) each, tests/fuzz/run.sh (clang, build-fuzz/)
+# The exit code is ctest's if it failed, else the first failing extra's.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 quick=0
 container=0
+fuzz=0
 for arg in "$@"; do
     case $arg in
         --quick) quick=1 ;;
         --container) container=1 ;;
-        -h | --help) sed -n '2,9p' "$0"; exit 0 ;;
+        --fuzz) fuzz=1 ;;
+        -h | --help) sed -n '2,11p' "$0"; exit 0 ;;
         *) echo "test.sh: unknown argument $arg" >&2; exit 64 ;;
     esac
 done
@@ -41,6 +45,11 @@ cmake --build "$dir" -j "$(nproc)"
 rc=0
 ctest --test-dir "$dir" --output-on-failure -j "$(nproc)" || rc=$?
 
+if ((fuzz)); then
+    frc=0
+    IMSPLIT_FUZZ_SECONDS=${IMSPLIT_FUZZ_SECONDS:-10} bash tests/fuzz/run.sh || frc=$?
+    ((rc != 0)) || rc=$frc
+fi
 if ((container)); then
     crc=0
     bash tests/deploy/test_container.sh || crc=$?
