@@ -19,6 +19,7 @@
 #include <sofia-sip/sip_tag.h>
 #include <sofia-sip/su_string.h>
 #include <sofia-sip/su_tagarg.h>
+#include <sofia-sip/tport_tag.h>
 #include <sofia-sip/url.h>
 
 #include "cp_build.h"
@@ -34,6 +35,9 @@
 #define CP_ALLOW "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE"
 #define CP_REASON_TIMER "SIP;cause=408;text=\"Session timer expired\""
 #define CP_MAX_422_RETRIES 2
+/* A stream connection that leaves a message incomplete this long is closed
+ * (sofia's default is to wait for ever). */
+#define CP_SIP_INCOMPLETE_MS 10000
 
 /* Module state: one agent per process. */
 static struct {
@@ -516,6 +520,38 @@ static int s_orq_cb(void *magic, nta_outgoing_t *orq, sip_t const *sip)
 
 /* ---- requests from the peers ---------------------------------------- */
 
+/* 488 with the reason in a Warning (cp_sdp's reasons are printable ASCII
+ * without quotes or backslashes). */
+static int s_reply_488(nta_incoming_t *irq, const char *why)
+{
+    char warn[200];
+    snprintf(warn, sizeof(warn), "399 imsplit \"%.150s\"", why);
+    return s_reply_final(irq, SIP_488_NOT_ACCEPTABLE, SIPTAG_WARNING_STR(warn),
+                         TAG_END());
+}
+
+/* The media of an IM session cannot change once it is set up: an offer in
+ * a refresh is acceptable only if it still names the peer's MSRP path.
+ * Returns 0, or -1 with the reason in why. */
+static int s_refresh_offer_check(const cp_leg_t *leg, sip_t const *sip,
+                                 char *why, size_t size)
+{
+    if (!sip->sip_content_type ||
+        !su_casematch(sip->sip_content_type->c_type, "application/sdp")) {
+        snprintf(why, size, "offer is not application/sdp");
+        return -1;
+    }
+    cp_sdp_info_t info;
+    if (cp_sdp_inspect(sip->sip_payload->pl_data, sip->sip_payload->pl_len,
+                       &info, why, size) < 0)
+        return -1;
+    if (!leg->peer_path || strcmp(info.path, leg->peer_path) != 0) {
+        snprintf(why, size, "the MSRP path of a session cannot change");
+        return -1;
+    }
+    return 0;
+}
+
 static int s_on_refresh_request(cp_context_t *ctx, cp_session_t *s,
                                 cp_dir_t dir, nta_incoming_t *irq,
                                 sip_t const *sip)
@@ -526,6 +562,16 @@ static int s_on_refresh_request(cp_context_t *ctx, cp_session_t *s,
         return s_reply_final(irq, 481, "Session Is Ending", TAG_END());
     if (leg->refreshing)
         return s_reply_final(irq, 491, NULL, TAG_END());
+    /* RFC 3261 14.2: a refused offer leaves the session as it was. */
+    char why[160];
+    if (sip->sip_payload && sip->sip_payload->pl_len > 0 &&
+        s_refresh_offer_check(leg, sip, why, sizeof(why)) < 0) {
+        char q[200];
+        IM_LOG_INFO("event=refresh_rejected sid=%016" PRIx64 " dir=%s "
+                    "status=488 why=%s", s->id, cp_dir_name(dir),
+                    im_log_quote(q, sizeof(q), why));
+        return s_reply_488(irq, why);
+    }
     cp_st_msg_t m;
     cp_st_uas_answer_t a;
     cp_st_from_sip(sip, &m);
@@ -636,7 +682,6 @@ static int s_client_irq_cb(void *magic, nta_incoming_t *irq,
 static int s_on_invite(cp_context_t *ctx, nta_incoming_t *irq,
                        sip_t const *sip)
 {
-    char warn[200];
     if (ctx->stopping)
         return s_reply_final(irq, SIP_503_SERVICE_UNAVAILABLE,
                              SIPTAG_RETRY_AFTER_STR("5"), TAG_END());
@@ -644,10 +689,7 @@ static int s_on_invite(cp_context_t *ctx, nta_incoming_t *irq,
         !su_casematch(sip->sip_content_type->c_type, "application/sdp")) {
         im_metric_inc(ctx->metrics->invites_rejected_total);
         IM_LOG_INFO("event=invite_rejected status=488 why=no_sdp_offer");
-        return s_reply_final(irq, SIP_488_NOT_ACCEPTABLE,
-                             SIPTAG_WARNING_STR("399 imsplit \"INVITE has no "
-                                                "SDP offer\""),
-                             TAG_END());
+        return s_reply_488(irq, "INVITE has no SDP offer");
     }
     cp_sdp_info_t info;
     char err[160];
@@ -657,12 +699,7 @@ static int s_on_invite(cp_context_t *ctx, nta_incoming_t *irq,
         char q[200];
         IM_LOG_INFO("event=invite_rejected status=488 why=%s",
                     im_log_quote(q, sizeof(q), err));
-        snprintf(warn, sizeof(warn), "399 imsplit \"%.150s\"", err);
-        for (char *p = warn + 13; *p && p[1]; p++)
-            if (*p == '"' || *p == '\\')
-                *p = '\'';
-        return s_reply_final(irq, SIP_488_NOT_ACCEPTABLE,
-                             SIPTAG_WARNING_STR(warn), TAG_END());
+        return s_reply_488(irq, err);
     }
     cp_st_msg_t m;
     cp_st_uas_answer_t a;
@@ -1030,13 +1067,14 @@ int cp_sip_start(cp_context_t *ctx)
                 /* NTA keeps Timer F/H (64*T1) as a setting of its own. */
                 NTATAG_SIP_T1X64(64 * ctx->cfg.sip_t1), NTATAG_CANCEL_487(1),
                 NTATAG_SERVER_RPORT(1), NTATAG_MAX_PROCEEDING(500000),
-                TAG_END());
+                TPTAG_TIMEOUT(CP_SIP_INCOMPLETE_MS), TAG_END());
             if (!ctx->agent) {
                 IM_LOG_ERROR("event=sip_listen_failed url=%s err=\"%s\"", url,
                              strerror(errno));
                 return -EADDRINUSE;
             }
         } else if (nta_agent_add_tport(ctx->agent, (url_string_t *)url,
+                                       TPTAG_TIMEOUT(CP_SIP_INCOMPLETE_MS),
                                        TAG_END()) < 0) {
             IM_LOG_ERROR("event=sip_listen_failed url=%s err=\"%s\"", url,
                          strerror(errno));
