@@ -17,6 +17,7 @@ typedef struct s_entry {
     uint64_t seq;
     uint64_t at_ms;
     uint64_t hash;
+    uint64_t command_fp; /* up_cache_fingerprint() of the command */
     size_t len; /* answer bytes */
     size_t sender_len;
     /* The sender id (not NUL-terminated), then the answer. */
@@ -134,9 +135,24 @@ static s_entry_t *s_lookup(const up_cache_t *c, const char *sender,
     return NULL;
 }
 
-const uint8_t *up_cache_find(up_cache_t *c, const char *sender, uint64_t epoch,
-                             uint64_t seq, uint64_t now_ms, size_t *len)
+uint64_t up_cache_fingerprint(const void *bytes, size_t len)
 {
+    /* FNV-1a, 64 bits. */
+    const uint8_t *p = bytes;
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (size_t i = 0; i < len; i++) {
+        h ^= p[i];
+        h *= 0x100000001b3ULL;
+    }
+    return h;
+}
+
+const uint8_t *up_cache_find(up_cache_t *c, const char *sender, uint64_t epoch,
+                             uint64_t seq, uint64_t command_fp,
+                             uint64_t now_ms, size_t *len, bool *reused)
+{
+    if (reused)
+        *reused = false;
     if (!c || !sender)
         return NULL;
     up_cache_expire(c, now_ms);
@@ -147,14 +163,19 @@ const uint8_t *up_cache_find(up_cache_t *c, const char *sender, uint64_t epoch,
         s_lookup(c, sender, n, epoch, seq, s_hash(sender, n, epoch, seq));
     if (!e)
         return NULL;
+    if (e->command_fp != command_fp) {
+        if (reused)
+            *reused = true;
+        return NULL;
+    }
     if (len)
         *len = e->len;
     return e->data + e->sender_len;
 }
 
 int up_cache_put(up_cache_t *c, const char *sender, uint64_t epoch,
-                 uint64_t seq, const uint8_t *bytes, size_t len,
-                 uint64_t now_ms)
+                 uint64_t seq, uint64_t command_fp, const uint8_t *bytes,
+                 size_t len, uint64_t now_ms)
 {
     if (!c || !sender || !bytes || len == 0)
         return -EINVAL;
@@ -179,6 +200,7 @@ int up_cache_put(up_cache_t *c, const char *sender, uint64_t epoch,
     e->at_ms =
         c->newest && c->newest->at_ms > now_ms ? c->newest->at_ms : now_ms;
     e->hash = hash;
+    e->command_fp = command_fp;
     e->len = len;
     e->sender_len = n;
     memcpy(e->data, sender, n);

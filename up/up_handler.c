@@ -450,15 +450,30 @@ static void s_on_audit(up_context_t *ctx, const im_env_t *env)
 }
 
 /* Commands that change state are applied once per (sender, epoch, seq):
- * a resend gets the bytes of the first answer. */
-static void s_on_command(up_context_t *ctx, const im_env_t *env)
+ * a resend (the identical bytes) gets the bytes of the first answer; another
+ * command with a seq already used is refused and applied never. */
+static void s_protocol_error(up_context_t *ctx, up_perr_t kind, size_t len,
+                             const char *why);
+
+static void s_on_command(up_context_t *ctx, const im_env_t *env,
+                         const void *frame, size_t frame_len)
 {
+    uint64_t command_fp = up_cache_fingerprint(frame, frame_len);
     const char *sender = env->sender_id ? env->sender_id : "";
     uint64_t now = im_clock_ms();
     size_t len = 0;
+    bool reused = false;
     const uint8_t *cached = up_cache_find(ctx->cache, sender,
-                                          env->sender_epoch, env->seq, now,
-                                          &len);
+                                          env->sender_epoch, env->seq,
+                                          command_fp, now, &len, &reused);
+    if (reused) {
+        s_protocol_error(ctx, UP_PERR_SEQ_REUSED, frame_len,
+                         "seq already used by another command");
+        (void)up_build_error(ctx, env->seq,
+                             IMSPLIT__V1__ERROR_CODE__ERROR_MALFORMED,
+                             "seq already used by another command");
+        return;
+    }
     if (cached) {
         char q[80];
         im_metric_inc(ctx->metrics->commands_duplicate_total);
@@ -489,7 +504,8 @@ static void s_on_command(up_context_t *ctx, const im_env_t *env)
     }
     if (answer.bytes && ctx->cache) {
         int rc = up_cache_put(ctx->cache, sender, env->sender_epoch,
-                              env->seq, answer.bytes, answer.len, now);
+                              env->seq, command_fp, answer.bytes, answer.len,
+                              now);
         if (rc < 0)
             IM_LOG_WARN("event=result_not_cached node=%s body=%s seq=%" PRIu64
                         " err=\"%s\"",
@@ -598,7 +614,7 @@ void up_handler_frame(up_context_t *ctx, const void *data, size_t len)
     case IMSPLIT__V1__ENVELOPE__BODY_CONNECT_LEG:
     case IMSPLIT__V1__ENVELOPE__BODY_RELEASE_LEG:
     case IMSPLIT__V1__ENVELOPE__BODY_DRAIN:
-        s_on_command(ctx, env);
+        s_on_command(ctx, env, data, len);
         break;
     case IMSPLIT__V1__ENVELOPE__BODY_AUDIT:
         s_on_audit(ctx, env);

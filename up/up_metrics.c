@@ -13,6 +13,7 @@ static const char *const s_perr_names[UP_PERR_COUNT] = {
     [UP_PERR_EXTRA_FRAMES] = "extra_frames",
     [UP_PERR_UNEXPECTED_BODY] = "unexpected_body",
     [UP_PERR_NOT_REGISTERED] = "not_registered",
+    [UP_PERR_SEQ_REUSED] = "seq_reused",
 };
 
 const char *up_perr_name(up_perr_t kind)

@@ -22,6 +22,8 @@ typedef enum {
     UP_PERR_UNEXPECTED_BODY, /* a body a worker never accepts */
     UP_PERR_NOT_REGISTERED,  /* a command from a CP epoch we are not
                                 registered with */
+    UP_PERR_SEQ_REUSED,      /* a command whose (sender, epoch, seq) an
+                                earlier, different command had */
     UP_PERR_COUNT
 } up_perr_t;
 

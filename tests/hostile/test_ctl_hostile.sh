@@ -100,5 +100,6 @@ t_assert_metric up-1 'imsplit_up_protocol_errors_total{kind="extra_frames"}' -eq
 t_assert_metric up-1 'imsplit_up_protocol_errors_total{kind="version"}' -eq 1
 t_assert_metric up-1 'imsplit_up_protocol_errors_total{kind="unexpected_body"}' -eq 1
 t_assert_metric up-1 'imsplit_up_protocol_errors_total{kind="not_registered"}' -eq 1
+t_assert_metric up-1 'imsplit_up_protocol_errors_total{kind="seq_reused"}' -eq 1
 h_assert_log up-1 -eq 1 event=command_refused why=not_registered
 t_ctl_finish_up

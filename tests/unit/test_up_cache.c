@@ -29,7 +29,7 @@ static void s_put(up_cache_t *c, const char *sender, uint64_t epoch,
 {
     uint8_t buf[32];
     size_t n = s_answer(seq, buf, sizeof(buf));
-    assert_int_equal(up_cache_put(c, sender, epoch, seq, buf, n, now), 0);
+    assert_int_equal(up_cache_put(c, sender, epoch, seq, 0, buf, n, now), 0);
 }
 
 static void s_assert_hit(up_cache_t *c, const char *sender, uint64_t epoch,
@@ -38,7 +38,7 @@ static void s_assert_hit(up_cache_t *c, const char *sender, uint64_t epoch,
     uint8_t want[32];
     size_t wn = s_answer(seq, want, sizeof(want));
     size_t len = 0;
-    const uint8_t *got = up_cache_find(c, sender, epoch, seq, now, &len);
+    const uint8_t *got = up_cache_find(c, sender, epoch, seq, 0, now, &len, NULL);
     assert_non_null(got);
     assert_int_equal(len, wn);
     assert_memory_equal(got, want, wn);
@@ -48,7 +48,7 @@ static void s_assert_miss(up_cache_t *c, const char *sender, uint64_t epoch,
                           uint64_t seq, uint64_t now)
 {
     size_t len = 12345;
-    assert_null(up_cache_find(c, sender, epoch, seq, now, &len));
+    assert_null(up_cache_find(c, sender, epoch, seq, 0, now, &len, NULL));
     assert_int_equal(len, 12345); /* untouched on a miss */
 }
 
@@ -96,7 +96,7 @@ static void test_first_answer_kept(void **state)
     up_cache_t *c = up_cache_new(16, TTL);
     s_put(c, CP, 7, 1, 0);
     const uint8_t other[] = "other";
-    assert_int_equal(up_cache_put(c, CP, 7, 1, other, sizeof(other), 1),
+    assert_int_equal(up_cache_put(c, CP, 7, 1, 0, other, sizeof(other), 1),
                      -EEXIST);
     s_assert_hit(c, CP, 7, 1, 2);
     assert_int_equal(up_cache_count(c), 1);
@@ -184,26 +184,56 @@ static void test_bad_input(void **state)
     const uint8_t b[] = "x";
     assert_null(up_cache_new(0, TTL));
     assert_null(up_cache_new(4, 0));
-    assert_int_equal(up_cache_put(NULL, CP, 1, 1, b, 1, 0), -EINVAL);
-    assert_null(up_cache_find(NULL, CP, 1, 1, 0, NULL));
+    assert_int_equal(up_cache_put(NULL, CP, 1, 1, 0, b, 1, 0), -EINVAL);
+    assert_null(up_cache_find(NULL, CP, 1, 1, 0, 0, NULL, NULL));
     assert_int_equal(up_cache_count(NULL), 0);
     assert_int_equal(up_cache_expire(NULL, 0), 0);
 
     up_cache_t *c = up_cache_new(4, TTL);
-    assert_int_equal(up_cache_put(c, NULL, 1, 1, b, 1, 0), -EINVAL);
-    assert_int_equal(up_cache_put(c, CP, 1, 1, NULL, 1, 0), -EINVAL);
-    assert_int_equal(up_cache_put(c, CP, 1, 1, b, 0, 0), -EINVAL);
+    assert_int_equal(up_cache_put(c, NULL, 1, 1, 0, b, 1, 0), -EINVAL);
+    assert_int_equal(up_cache_put(c, CP, 1, 1, 0, NULL, 1, 0), -EINVAL);
+    assert_int_equal(up_cache_put(c, CP, 1, 1, 0, b, 0, 0), -EINVAL);
     char longid[UP_CACHE_SENDER_MAX + 2];
     memset(longid, 'a', sizeof(longid) - 1);
     longid[sizeof(longid) - 1] = '\0';
-    assert_int_equal(up_cache_put(c, longid, 1, 1, b, 1, 0), -EINVAL);
-    assert_null(up_cache_find(c, longid, 1, 1, 0, NULL));
-    assert_null(up_cache_find(c, NULL, 1, 1, 0, NULL));
+    assert_int_equal(up_cache_put(c, longid, 1, 1, 0, b, 1, 0), -EINVAL);
+    assert_null(up_cache_find(c, longid, 1, 1, 0, 0, NULL, NULL));
+    assert_null(up_cache_find(c, NULL, 1, 1, 0, 0, NULL, NULL));
     assert_int_equal(up_cache_count(c), 0);
     /* The longest sender accepted. */
     longid[UP_CACHE_SENDER_MAX] = '\0';
-    assert_int_equal(up_cache_put(c, longid, 1, 1, b, 1, 0), 0);
-    assert_non_null(up_cache_find(c, longid, 1, 1, 0, NULL));
+    assert_int_equal(up_cache_put(c, longid, 1, 1, 0, b, 1, 0), 0);
+    assert_non_null(up_cache_find(c, longid, 1, 1, 0, 0, NULL, NULL));
+    up_cache_destroy(&c);
+}
+
+/* The same key with another command's fingerprint is a reused seq: no
+ * answer, and the caller is told; the first command's answer stays. */
+static void test_reused_seq_is_not_a_duplicate(void **state)
+{
+    (void)state;
+    up_cache_t *c = up_cache_new(16, 1000);
+    assert_non_null(c);
+    const uint8_t alloc[] = "allocate-leg command";
+    const uint8_t release[] = "release-leg command";
+    const uint8_t answer[] = {1, 2, 3};
+    uint64_t fa = up_cache_fingerprint(alloc, sizeof(alloc));
+    uint64_t fr = up_cache_fingerprint(release, sizeof(release));
+    assert_true(fa != fr);
+    assert_int_equal(up_cache_fingerprint(alloc, sizeof(alloc)), fa);
+    assert_int_equal(up_cache_put(c, CP, 7, 42, fa, answer, sizeof(answer), 0),
+                     0);
+    size_t len = 0;
+    bool reused = true;
+    assert_non_null(up_cache_find(c, CP, 7, 42, fa, 1, &len, &reused));
+    assert_false(reused);
+    assert_int_equal(len, sizeof(answer));
+    assert_null(up_cache_find(c, CP, 7, 42, fr, 1, &len, &reused));
+    assert_true(reused);
+    /* Another seq is simply not cached. */
+    assert_null(up_cache_find(c, CP, 7, 43, fr, 1, &len, &reused));
+    assert_false(reused);
+    assert_non_null(up_cache_find(c, CP, 7, 42, fa, 2, &len, NULL));
     up_cache_destroy(&c);
 }
 
@@ -218,6 +248,7 @@ int main(void)
         cmocka_unit_test(test_many_entries),
         cmocka_unit_test(test_clock_going_back),
         cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_reused_seq_is_not_a_duplicate),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
