@@ -62,9 +62,9 @@ typedef struct up_leg {
     char *peer_path; /* owned; NULL until ConnectLeg */
     up_leg_counters_t counters;
     /* Complete frames (answers, REPORTs) for this leg's peer that must wait
-     * while a frame forwarded to it is still open: frames never interleave
-     * on a connection. Allocated on first use, freed once sent; grows up to
-     * the table's limit. */
+     * while a frame forwarded to it is still open (frames never interleave
+     * on a connection), or until the end of the loop turn. Allocated on
+     * first use, freed once sent; grows up to the table's limit. */
     uint8_t *buf;
     size_t buf_len;
     size_t buf_cap;
@@ -73,6 +73,9 @@ typedef struct up_leg {
      * and writes in flight), counted in the table's buffer bytes. */
     size_t held;
     bool out_open;    /* a frame forwarded to this leg has begun, not ended */
+    /* Its buffer also holds frames that wait for the end of the loop turn
+     * (up_msrp batches a turn's answers into one write). */
+    bool deferred;
     bool unreachable; /* no connection for longer than the wait limit */
     up_txn_t *txns;   /* oldest first; owned by up_msrp (ops.released) */
     size_t ntxns;

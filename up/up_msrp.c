@@ -46,6 +46,12 @@
  * seen the 413 yet) before the connection is closed. */
 #define UP_MSRP_BODY_SLACK (1u << 20)
 #define UP_MSRP_RANDOM 512
+/* Legs whose answers wait for the end of the loop turn; beyond, a leg's
+ * answers go at the end of each pass as they would without batching. */
+#define UP_MSRP_DEFER_MAX 64
+/* Deferred answers for one leg beyond which they are written at the end
+ * of the pass rather than of the turn. */
+#define UP_MSRP_DEFER_BYTES 16384
 
 typedef enum {
     C_UNBOUND = 0, /* accepted, waiting for the first SEND */
@@ -134,6 +140,13 @@ typedef struct {
     uv_buf_t iov[UP_MSRP_IOV_MAX];
 } s_gather_t;
 
+/* A leg named across the rest of a loop turn, in which it may be
+ * released. */
+typedef struct {
+    uint64_t session_id;
+    up_dir_t dir;
+} s_leg_ref_t;
+
 struct up_msrp {
     up_context_t *ctx;
     uv_tcp_t listener;
@@ -153,6 +166,12 @@ struct up_msrp {
     char *scratch;
     size_t scratch_used;
     uint64_t relayed; /* bytes forwarded during the pass */
+    /* Legs with answers deferred to the end of the loop turn (their
+     * buffers hold them), and the check handle that writes them then. */
+    s_leg_ref_t defer[UP_MSRP_DEFER_MAX];
+    size_t ndefer;
+    uv_check_t turn_end;
+    bool turn_end_open;
     uint8_t rnd[UP_MSRP_RANDOM];
     size_t rnd_off;
 };
@@ -163,8 +182,9 @@ typedef struct {
     char data[];
 } s_blk_t;
 
-static void s_process(up_conn_t *c, uint8_t *data, size_t len);
+static void s_process(up_conn_t *c, uint8_t *data, size_t len, bool more);
 static void s_flow(up_conn_t *c);
+static void s_flow_both(up_conn_t *c);
 
 static up_context_t *s_ctx(const up_conn_t *c)
 {
@@ -513,30 +533,86 @@ static void s_emit(up_msrp_t *m, up_leg_t *leg, const char *p, size_t n)
     g->bytes += n;
 }
 
-/* Writes the frames that waited in the leg's buffer for a forwarded frame
- * to end, and frees the buffer. */
+/* Writes the frames that waited in the leg's buffer (for a forwarded frame
+ * to end, or for the end of the turn), and frees the buffer. In a pass
+ * they join its gathered writes when the scratch area can hold them. */
 static void s_side_flush(up_msrp_t *m, up_leg_t *leg)
 {
     if (leg->buf_len == 0) {
         up_legs_buf_free(m->ctx->legs, leg);
         return;
     }
-    if (m->in_pass)
-        s_flush(m);
-    uv_buf_t b = uv_buf_init((char *)leg->buf, (unsigned)leg->buf_len);
-    s_out_stream(leg, &b, 1, leg->buf_len);
+    char *p = m->in_pass ? s_scratch(m, leg->buf_len) : NULL;
+    if (p) {
+        memcpy(p, leg->buf, leg->buf_len);
+        s_emit(m, leg, p, leg->buf_len);
+    } else {
+        if (m->in_pass)
+            s_flush(m);
+        uv_buf_t b = uv_buf_init((char *)leg->buf, (unsigned)leg->buf_len);
+        s_out_stream(leg, &b, 1, leg->buf_len);
+    }
     up_legs_buf_free(m->ctx->legs, leg);
 }
 
+static void s_on_turn_end(uv_check_t *h);
+
+/* Puts the leg on the list of those whose answers wait for the end of the
+ * turn. false when the list is full: the answer goes with the pass. */
+static bool s_defer(up_msrp_t *m, up_leg_t *leg)
+{
+    if (leg->deferred)
+        return true;
+    if (m->closed || !m->turn_end_open || m->ndefer == UP_MSRP_DEFER_MAX)
+        return false;
+    if (m->ndefer == 0 && uv_check_start(&m->turn_end, s_on_turn_end) < 0)
+        return false;
+    m->defer[m->ndefer].session_id = leg->session_id;
+    m->defer[m->ndefer].dir = leg->dir;
+    m->ndefer++;
+    leg->deferred = true;
+    return true;
+}
+
+/* Writes every deferred answer (those of a leg receiving a forwarded frame
+ * wait for its end-line as before) and lets reading follow the queues. */
+static void s_defer_flush(up_msrp_t *m)
+{
+    size_t n = m->ndefer;
+    m->ndefer = 0;
+    if (m->turn_end_open)
+        (void)uv_check_stop(&m->turn_end);
+    for (size_t i = 0; i < n; i++) {
+        up_leg_t *leg = up_legs_find(m->ctx->legs, m->defer[i].session_id,
+                                     m->defer[i].dir);
+        if (!leg || !leg->deferred)
+            continue;
+        leg->deferred = false;
+        if (!leg->out_open)
+            s_side_flush(m, leg);
+        if (leg->conn)
+            s_flow_both(leg->conn);
+    }
+}
+
+/* Runs after the loop turn's I/O callbacks. */
+static void s_on_turn_end(uv_check_t *h)
+{
+    s_defer_flush(h->data);
+}
+
 /* A complete frame of the worker's own (answer, REPORT, empty SEND) for the
- * leg's peer: now, or after the frame being forwarded to it ends. */
+ * leg's peer: now, after the frame being forwarded to it ends, or, when it
+ * comes from reading (a pass), at the end of the loop turn: libuv reads a
+ * busy connection many times per turn, and one write then carries the
+ * answers to all of those reads' chunks. */
 static void s_out_frame(up_msrp_t *m, up_leg_t *leg, const char *p, size_t n)
 {
     if (!s_writable(leg)) {
         s_dropped(m, 1);
         return;
     }
-    if (!leg->out_open) {
+    if (!leg->out_open && !leg->deferred && !(m->in_pass && s_defer(m, leg))) {
         s_emit(m, leg, p, n);
         return;
     }
@@ -1092,6 +1168,9 @@ static void s_forward_head(up_conn_t *c, const up_frame_head_t *h,
                            up_leg_t *o)
 {
     up_msrp_t *m = c->m;
+    /* Answers deferred for that leg go before the frame, not behind it. */
+    if (o->buf_len && !o->out_open)
+        s_side_flush(m, o);
     if (s_random_id(m, c->rx_tid, UP_RELAY_TID_LEN) < 0) {
         s_dropped(m, 1);
         c->rx_code = c->rx_code ? 481 : 0;
@@ -1388,8 +1467,10 @@ static int s_bind(up_conn_t *c, const up_frame_head_t *h)
 
 /* Runs the framer over data[0, len) (the connection's carry and what was
  * just read, in m->rbuf), writes what it produces, and keeps what it could
- * not finish with. */
-static void s_process(up_conn_t *c, uint8_t *data, size_t len)
+ * not finish with. `more`: libuv reads the connection again at once (the
+ * read filled its buffer), so deferred answers may wait for the end of the
+ * turn. */
+static void s_process(up_conn_t *c, uint8_t *data, size_t len, bool more)
 {
     up_msrp_t *m = c->m;
     const char *err = NULL;
@@ -1436,6 +1517,9 @@ static void s_process(up_conn_t *c, uint8_t *data, size_t len)
     s_flush(m);
     m->in_pass = false;
     m->scratch_used = 0;
+    if (m->ndefer &&
+        (!more || (c->leg && c->leg->buf_len >= UP_MSRP_DEFER_BYTES)))
+        s_defer_flush(m);
     if (m->relayed)
         im_metric_add(m->ctx->metrics->msrp_bytes_relayed_total,
                       (int64_t)m->relayed);
@@ -1479,7 +1563,6 @@ static void s_on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *out)
 
 static void s_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
-    (void)buf;
     up_conn_t *c = s->data;
     if (nread == 0 || (c->state != C_UNBOUND && c->state != C_BOUND))
         return;
@@ -1497,7 +1580,7 @@ static void s_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         c->leg->counters.bytes_in += n;
         s_touch(c);
     }
-    s_process(c, c->m->rbuf, c->carry_len + n);
+    s_process(c, c->m->rbuf, c->carry_len + n, n == buf->len);
     s_flow_both(c);
 }
 
@@ -1510,7 +1593,7 @@ static void s_resume(up_conn_t *c)
         return;
     if (c->carry_len) {
         memcpy(m->rbuf, c->carry, c->carry_len);
-        s_process(c, m->rbuf, c->carry_len);
+        s_process(c, m->rbuf, c->carry_len, false);
     }
     if (c->state != C_BOUND)
         return;
@@ -1713,11 +1796,14 @@ static void s_free(up_msrp_t *m)
     free(m);
 }
 
-static void s_on_listener_closed(uv_handle_t *h)
+static void s_on_handle_closed(uv_handle_t *h)
 {
     up_msrp_t *m = h->data;
-    m->listener_open = false;
-    if (m->free_on_close)
+    if (h == (uv_handle_t *)&m->listener)
+        m->listener_open = false;
+    else
+        m->turn_end_open = false;
+    if (m->free_on_close && !m->listener_open && !m->turn_end_open)
         s_free(m);
 }
 
@@ -1798,11 +1884,16 @@ up_msrp_t *up_msrp_new(up_context_t *ctx)
             /* The handle is the loop's until its close runs. */
             m->free_on_close = true;
             m->closed = true;
-            uv_close((uv_handle_t *)&m->listener, s_on_listener_closed);
+            uv_close((uv_handle_t *)&m->listener, s_on_handle_closed);
         } else {
             s_free(m);
         }
         return NULL;
+    }
+    /* Cannot fail on Linux; without it answers are written per pass. */
+    if (uv_check_init(ctx->loop, &m->turn_end) == 0) {
+        m->turn_end.data = m;
+        m->turn_end_open = true;
     }
     return m;
 }
@@ -1811,6 +1902,7 @@ void up_msrp_close(up_msrp_t *m)
 {
     if (!m || m->closed)
         return;
+    s_defer_flush(m);
     m->closed = true;
     while (m->loose) {
         up_conn_t *c = m->loose;
@@ -1819,7 +1911,9 @@ void up_msrp_close(up_msrp_t *m)
         s_close(c); /* takes it off the list */
     }
     if (m->listener_open)
-        uv_close((uv_handle_t *)&m->listener, s_on_listener_closed);
+        uv_close((uv_handle_t *)&m->listener, s_on_handle_closed);
+    if (m->turn_end_open)
+        uv_close((uv_handle_t *)&m->turn_end, s_on_handle_closed);
 }
 
 void up_msrp_destroy(up_msrp_t **m_p)
@@ -1829,7 +1923,7 @@ void up_msrp_destroy(up_msrp_t **m_p)
     up_msrp_t *m = *m_p;
     *m_p = NULL;
     up_msrp_close(m);
-    if (m->listener_open) {
+    if (m->listener_open || m->turn_end_open) {
         /* Called before the loop ran the close: free from it. */
         m->free_on_close = true;
         return;

@@ -34,7 +34,11 @@
  * answer; an error answer, or none within --txn-timeout-ms (408), goes back
  * to the sender as a REPORT. Frames never interleave on a connection: an
  * answer for a peer that is receiving a forwarded frame waits for its
- * end-line in the leg's buffer.
+ * end-line in the leg's buffer. Answers produced by reading wait there too
+ * until the connection has no more to read in this loop turn (a uv_check
+ * handle writes what is left at the turn's end), so a sender streaming
+ * chunks gets one write of many 200s instead of one per read; a frame
+ * forwarded to that leg takes them along first.
  *
  * Teardown: legs close their connections through up_msrp_conn_close()
  * (the leg table's ops) and drop their relay state through

@@ -747,6 +747,63 @@ static void test_split_and_burst(void **state)
     s_env_done(&e);
 }
 
+/* Many SENDs arriving within one loop turn: their answers are written
+ * together at the end of the turn (or of the connection's last read in
+ * it), never later, in the order of the requests, and no buffer is left
+ * held once the turn is over. */
+static void test_answers_per_turn(void **state)
+{
+    (void)state;
+    env_t e;
+    s_env_init(&e, 4096, 1 << 20, 30000, 0);
+    s_env_up(&e);
+    up_metrics_t *mt = e.ctx.metrics;
+    enum { N = 1500 };
+    size_t cap = (size_t)N * 300, len = 0, off = 0;
+    char *burst = malloc(cap);
+    assert_non_null(burst);
+    for (int i = 0; i < N; i++)
+        len += (size_t)snprintf(burst + len, cap - len,
+                                "MSRP t%07d SEND\r\nTo-Path: %s\r\n"
+                                "From-Path: %s\r\nMessage-ID: m%d\r\n"
+                                "Byte-Range: 1-2/2\r\nContent-Type: "
+                                "text/plain\r\n\r\nok\r\n-------t%07d$\r\n",
+                                i, e.a->path, PATH_A, i, i);
+    uint64_t end = im_clock_ms() + 10000;
+    while (im_clock_ms() < end) {
+        if (off < len) {
+            ssize_t n = send(e.pa.fd, burst + off, len - off, MSG_NOSIGNAL);
+            if (n > 0)
+                off += (size_t)n;
+        }
+        s_turn(&e);
+        /* Nothing waits past the turn, and the leg's buffer is gone:
+         * what the gauge still counts is the connections' own bytes. */
+        assert_false(e.a->deferred);
+        assert_int_equal(e.a->buf_cap, 0);
+        assert_int_equal(s_metric(&e, mt->buffer_bytes),
+                         e.a->held + e.b->held);
+        s_peer_read(&e.pa);
+        s_peer_read(&e.pb);
+        if (off == len && s_count(&e.pa, " 200 OK\r\n") == N)
+            break;
+    }
+    assert_int_equal(off, len);
+    assert_int_equal(s_count(&e.pb, "\r\n\r\nok\r\n-------"), N);
+    assert_int_equal(s_count(&e.pa, " 200 OK\r\n"), N);
+    /* In request order. */
+    const char *p = e.pa.in;
+    for (int i = 0; i < N; i++) {
+        char want[32];
+        snprintf(want, sizeof(want), "MSRP t%07d 200 OK\r\n", i);
+        p = strstr(p, want);
+        assert_non_null(p);
+    }
+    assert_int_equal(s_metric(&e, mt->frames_dropped_total), 0);
+    free(burst);
+    s_env_done(&e);
+}
+
 static void test_backpressure(void **state)
 {
     (void)state;
@@ -1069,6 +1126,7 @@ int main(void)
         cmocka_unit_test(test_hold_until_ready),
         cmocka_unit_test(test_no_interleaving),
         cmocka_unit_test(test_split_and_burst),
+        cmocka_unit_test(test_answers_per_turn),
         cmocka_unit_test(test_backpressure),
         cmocka_unit_test(test_idle_event),
         cmocka_unit_test(test_connect_out),
