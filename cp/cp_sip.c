@@ -38,6 +38,9 @@
 /* A stream connection that leaves a message incomplete this long is closed
  * (sofia's default is to wait for ever). */
 #define CP_SIP_INCOMPLETE_MS 10000
+/* UDP receive buffer: a burst of answers (an expiry storm's BYE 200s) is
+ * queued by the kernel rather than dropped and retransmitted. */
+#define CP_SIP_UDP_RMEM (8 * 1024 * 1024)
 
 /* Module state: one agent per process. */
 static struct {
@@ -1067,7 +1070,8 @@ int cp_sip_start(cp_context_t *ctx)
                 /* NTA keeps Timer F/H (64*T1) as a setting of its own. */
                 NTATAG_SIP_T1X64(64 * ctx->cfg.sip_t1), NTATAG_CANCEL_487(1),
                 NTATAG_SERVER_RPORT(1), NTATAG_MAX_PROCEEDING(500000),
-                TPTAG_TIMEOUT(CP_SIP_INCOMPLETE_MS), TAG_END());
+                TPTAG_TIMEOUT(CP_SIP_INCOMPLETE_MS),
+                TPTAG_UDP_RMEM(CP_SIP_UDP_RMEM), TAG_END());
             if (!ctx->agent) {
                 IM_LOG_ERROR("event=sip_listen_failed url=%s err=\"%s\"", url,
                              strerror(errno));
@@ -1075,6 +1079,7 @@ int cp_sip_start(cp_context_t *ctx)
             }
         } else if (nta_agent_add_tport(ctx->agent, (url_string_t *)url,
                                        TPTAG_TIMEOUT(CP_SIP_INCOMPLETE_MS),
+                                       TPTAG_UDP_RMEM(CP_SIP_UDP_RMEM),
                                        TAG_END()) < 0) {
             IM_LOG_ERROR("event=sip_listen_failed url=%s err=\"%s\"", url,
                          strerror(errno));
