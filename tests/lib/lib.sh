@@ -50,6 +50,11 @@
 
 set -euo pipefail
 
+# Debian's own tools first: the helpers below run python3 many times inside
+# timed windows, and a python3 shim (pyenv and the like) ahead in PATH can
+# cost half a second per start. scripts/deps.sh installs Debian's python3.
+PATH=/usr/bin:/bin:/usr/sbin:/sbin:$PATH
+
 IMSPLIT_SRC_DIR=${IMSPLIT_SRC_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
 IMSPLIT_BUILD_DIR=${IMSPLIT_BUILD_DIR:-$IMSPLIT_SRC_DIR/build}
 T_CP_BIN=$IMSPLIT_BUILD_DIR/cp/imsplit-cp
