@@ -126,8 +126,8 @@ t_init() {
 # a zombie, for which kill -0 still succeeds, hence the state check.
 t_alive() {
     local pid=$1 stat
-    [[ -r /proc/$pid/stat ]] || return 1
-    stat=$(</proc/"$pid"/stat) 2>/dev/null || return 1
+    # The process may go between any two looks: a failed read means gone.
+    { read -r stat <"/proc/$pid/stat"; } 2>/dev/null || return 1
     stat=${stat##*) }
     [[ ${stat%% *} != Z ]]
 }

@@ -73,7 +73,9 @@ static char *s_capture(void (*fn)(void))
 {
     FILE *tmp = tmpfile();
     int saved = dup(STDERR_FILENO);
-    static char out[8192];
+    /* Room for every line s_emit_while_flipping() can write (2000 lines
+     * of about 100 bytes): a cut last line would look malformed. */
+    static char out[1 << 20];
     size_t n;
 
     assert_non_null(tmp);
