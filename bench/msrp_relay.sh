@@ -38,14 +38,8 @@
 # "-b 65536" gives it the chunk size).
 set -euo pipefail
 
-QUICK=0
-for a in "$@"; do
-    case $a in
-        --quick) QUICK=1 ;;
-        -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-        *) echo "usage: $0 [--quick]" >&2; exit 64 ;;
-    esac
-done
+source "$(dirname "${BASH_SOURCE[0]}")/bench_args.sh"
+bench_quick_args "$@"
 
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export IMSPLIT_SRC_DIR=$SRC

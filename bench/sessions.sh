@@ -345,12 +345,13 @@ esac
 
 # ---- the benchmark -----------------------------------------------------------
 
+source "$(dirname "${BASH_SOURCE[0]}")/bench_args.sh"
 QUICK=0
 SIZES=()
 for a in "$@"; do
     case $a in
         --quick) QUICK=1 ;;
-        -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+        -h | --help) bench_help; exit 0 ;;
         [0-9]*) SIZES+=("$a") ;;
         *) echo "usage: $0 [--quick] [N...]" >&2; exit 64 ;;
     esac

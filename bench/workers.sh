@@ -219,14 +219,8 @@ esac
 
 # ---- the benchmark -----------------------------------------------------------
 
-QUICK=0
-for a in "$@"; do
-    case $a in
-        --quick) QUICK=1 ;;
-        -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-        *) echo "usage: $0 [--quick]" >&2; exit 64 ;;
-    esac
-done
+source "$(dirname "${BASH_SOURCE[0]}")/bench_args.sh"
+bench_quick_args "$@"
 if ((QUICK)); then
     N=${BENCH_STORM_SESSIONS:-300} S=${BENCH_FAIL_SESSIONS:-150}
 else
