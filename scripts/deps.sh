@@ -16,6 +16,7 @@ PACKAGES=(
     sip-tester curl python3 iproute2 socat procps ca-certificates
     python3-yaml
     clang libclang-rt-14-dev
+    valgrind
 )
 
 missing=()

@@ -1,26 +1,31 @@
 #!/usr/bin/env bash
 # Builds imsplit with AddressSanitizer and UndefinedBehaviorSanitizer into
 # build-san/ and runs every test (unit, sip, proto, e2e) with ctest.
-# Exits with ctest's exit code.
 #   --quick       no sanitizers, build into build/ (faster)
-#   --container   then also the container test, tests/deploy/test_container.sh
-#                 (root; installs podman and builds the image: docs/deploy.md)
+#   --valgrind    then also the main end-to-end scenarios once with the
+#                 daemons under valgrind's memcheck, tests/valgrind/run.sh
+#                 (no sanitizers, build-vg/)
 #   --fuzz        then also every libFuzzer target for $IMSPLIT_FUZZ_SECONDS
 #                 (default 10) each, tests/fuzz/run.sh (clang, build-fuzz/)
-# The exit code is ctest's if it failed, else the first failing extra's.
+#   --container   then also the container test, tests/deploy/test_container.sh
+#                 (root; installs podman and builds the image: docs/deploy.md)
+# The extras run in this order, whatever the order of the flags. The exit
+# code is ctest's if it failed, else the first failing extra's.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 quick=0
 container=0
+valgrind=0
 fuzz=0
 for arg in "$@"; do
     case $arg in
         --quick) quick=1 ;;
         --container) container=1 ;;
+        --valgrind) valgrind=1 ;;
         --fuzz) fuzz=1 ;;
-        -h | --help) sed -n '2,11p' "$0"; exit 0 ;;
+        -h | --help) sed -n '2,13p' "$0"; exit 0 ;;
         *) echo "test.sh: unknown argument $arg" >&2; exit 64 ;;
     esac
 done
@@ -45,6 +50,11 @@ cmake --build "$dir" -j "$(nproc)"
 rc=0
 ctest --test-dir "$dir" --output-on-failure -j "$(nproc)" || rc=$?
 
+if ((valgrind)); then
+    vrc=0
+    bash tests/valgrind/run.sh || vrc=$?
+    ((rc != 0)) || rc=$vrc
+fi
 if ((fuzz)); then
     frc=0
     IMSPLIT_FUZZ_SECONDS=${IMSPLIT_FUZZ_SECONDS:-10} bash tests/fuzz/run.sh || frc=$?

@@ -925,7 +925,7 @@ static void s_finish_msg(peer_t *pe, peer_rmsg_t *r, bool aborted)
         r->used = false;
         return;
     }
-    uint64_t want;
+    uint64_t want = 0;
     bool known = s_expected_size(pe, r->m, &want);
     if (!r->bad && r->total != UINT64_MAX && r->got != r->total) {
         r->bad = true;

@@ -56,7 +56,7 @@ m_session() {
     t_sipp_uac uac "$uac_xml" -key se "$se" -key cpath "$M_CPATH" "${uac_args[@]}"
     local i
     M_WPATH=""
-    for ((i = 0; i < 200; i++)); do
+    for ((i = 0; i < 200 * T_SLOW; i++)); do
         M_WPATH=$(t_event_field uac answered path)
         [[ -n $M_WPATH ]] && break
         t_check_daemons

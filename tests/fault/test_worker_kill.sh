@@ -18,10 +18,13 @@ t_init worker_kill
 N=10
 HB_MS=200
 LIVENESS=3
-SLACK_MS=${IMSPLIT_WORKER_KILL_SLACK_MS:-100}
+SLACK_MS=${IMSPLIT_WORKER_KILL_SLACK_MS:-$((100 * T_SLOW))}
 LIMIT_MS=$((HB_MS * LIVENESS + SLACK_MS))
 SE=600      # no session timer runs out during the test
-HOLD_MS=7000 # the surviving clients hang up this long after their ACK
+# The surviving clients hang up this long after their ACK: everything up
+# to the restart of up-2 below must be done by then. Under valgrind that
+# takes about four times as long (each imsplit-ctl run about a second).
+HOLD_MS=$((T_VALGRIND ? 35000 : 7000))
 FAULT=$IMSPLIT_SRC_DIR/tests/fault
 
 t_start_stack --session-expires $SE --min-se 2 \

@@ -38,7 +38,8 @@
 #
 # Environment: IMSPLIT_BUILD_DIR (binaries), IMSPLIT_SRC_DIR (scenarios),
 # T_TRANSPORT=udp|tcp (SIP transport of both sipps and the next hop),
-# T_WORKERS (default 2), SIPP (default sipp).
+# T_WORKERS (default 2), SIPP (default sipp), IMSPLIT_VALGRIND=1 (the
+# daemons and imsplit-ctl under valgrind's memcheck, see "valgrind" below).
 #
 # Addresses and namespaces (defaults: everything on 127.0.0.1 in the test's
 # own network namespace): T_HOST is the address of the CP (SIP, control
@@ -83,6 +84,21 @@ declare -gA T_GONE=()   # daemon name -> 1 while killed on purpose (t_kill)
 declare -gA T_KILL_TS=() # daemon name -> epoch seconds just before t_kill
 T_NETNS=()             # namespaces t_netns_create made, deleted at cleanup
 
+# IMSPLIT_VALGRIND=1: every imsplit-cp, imsplit-up and imsplit-ctl the
+# helpers start (t_spawn, t_ctl) runs under valgrind's memcheck (t_vg_cmd);
+# a report with an error or a leak fails the test (t_vg_check). Everything
+# is then 10-50 times slower, so T_SLOW (IMSPLIT_VALGRIND_SLOW, default 10;
+# 1 without valgrind) multiplies every wait bound of these helpers, and
+# tests scale their timing tolerances with it.
+if [[ ${IMSPLIT_VALGRIND:-0} == 1 ]]; then
+    T_VALGRIND=1 T_SLOW=${IMSPLIT_VALGRIND_SLOW:-10}
+else
+    T_VALGRIND=0 T_SLOW=1
+fi
+T_VG_EXIT=97       # exit code of a process in which memcheck found errors
+T_VG_REPORTED=0    # t_vg_check printed errors already
+T_VG_CMD=()        # set by t_vg_cmd
+
 # Ports, filled by t_start_stack.
 T_SIP_PORT="" T_UAS_PORT="" T_UAC_PORT="" T_CTL_PORT="" T_CP_METRICS_PORT=""
 T_CTL_EP=""
@@ -110,6 +126,10 @@ t_init() {
     command -v "$SIPP" >/dev/null || { echo "$T_NAME: $SIPP not found" >&2; exit 1; }
     command -v curl >/dev/null || { echo "$T_NAME: curl not found" >&2; exit 1; }
     command -v python3 >/dev/null || { echo "$T_NAME: python3 not found" >&2; exit 1; }
+    if ((T_VALGRIND)) && ! command -v valgrind >/dev/null; then
+        echo "$T_NAME: IMSPLIT_VALGRIND=1 but valgrind not found" >&2
+        exit 1
+    fi
     T_DIR=$(mktemp -d "${TMPDIR:-/tmp}/imsplit-$T_NAME.XXXXXX")
     trap t_cleanup EXIT
     # Turn signals into an ordinary exit so the EXIT trap does the cleanup.
@@ -150,14 +170,14 @@ t_check_daemons() {
     done
 }
 
-# Waits up to $2 seconds for process NAME to exit, reaps it and stores its
-# exit code in T_RC_OF[NAME]. Returns 1 if it is still running. Meanwhile
-# a daemon crash fails the test (t_check_daemons).
+# Waits up to $2 seconds (x T_SLOW) for process NAME to exit, reaps it and
+# stores its exit code in T_RC_OF[NAME]. Returns 1 if it is still running.
+# Meanwhile a daemon crash fails the test (t_check_daemons).
 t_wait_exit() {
     local name=$1 secs=$2 pid=${T_PID_OF[$1]:-}
     [[ -n $pid ]] || return 0
     [[ -n ${T_RC_OF[$name]:-} ]] && return 0
-    local i max=$((secs * 20))
+    local i max=$((secs * 20 * T_SLOW))
     for ((i = 0; i < max; i++)); do
         t_alive "$pid" || break
         case $name in cp | up-*) ;; *) ((i % 10)) || t_check_daemons ;; esac
@@ -170,7 +190,8 @@ t_wait_exit() {
     return 0
 }
 
-# Stops process NAME: signal (default TERM), up to SECS seconds, then KILL.
+# Stops process NAME: signal (default TERM), up to SECS seconds (x T_SLOW),
+# then KILL.
 t_stop() {
     local name=$1 sig=${2:-TERM} secs=${3:-5} pid=${T_PID_OF[$1]:-}
     [[ -n $pid ]] || return 0
@@ -180,7 +201,7 @@ t_stop() {
         # A process held by SIGSTOP acts on nothing but KILL until resumed.
         kill -s CONT "$pid" 2>/dev/null || true
         if ! t_wait_exit "$name" "$secs"; then
-            t_log "$name (pid $pid) ignored SIG$sig for ${secs}s, killing it"
+            t_log "$name (pid $pid) ignored SIG$sig for $((secs * T_SLOW))s, killing it"
             kill -s KILL "$pid" 2>/dev/null || true
             t_wait_exit "$name" 5 || true
             T_RC_OF[$name]=killed
@@ -214,6 +235,11 @@ t_cleanup() {
     t_stop cp TERM 8
     for name in "${T_UP_NAMES[@]}"; do t_stop "$name" TERM 5; done
     t_netns_delete_all
+    # Reports of processes stopped only now, or of a test that failed
+    # before t_finish looked at them.
+    if ((rc != 77 && T_VG_REPORTED == 0)); then
+        t_vg_check || { ((rc == 0)) && rc=1; }
+    fi
     if ((rc == 77)); then
         echo "$T_NAME: SKIPPED" >&2
         rm -rf -- "$T_DIR"
@@ -230,8 +256,10 @@ t_cleanup() {
 }
 
 # Starts a background process NAME with stdout+stderr to $T_DIR/NAME.log,
-# in namespace T_NS. A name used before (a restart) first moves the earlier
-# process's log to NAME.1.log, NAME.2.log, ...; its exit code is forgotten.
+# in namespace T_NS (under memcheck if IMSPLIT_VALGRIND=1 and it is one of
+# imsplit's binaries, its report in NAME.vg). A name used before (a
+# restart) first moves the earlier process's log to NAME.1.log, NAME.2.log,
+# ... (and NAME.vg to NAME.1.vg, ...); its exit code is forgotten.
 t_spawn() {
     t_spawn_ns "$T_NS" "$@"
 }
@@ -246,11 +274,17 @@ t_spawn_ns() {
         while [[ -e $T_DIR/$name.$k.log ]]; do k=$((k + 1)); done
         mv -- "$T_DIR/$name.log" "$T_DIR/$name.$k.log"
     fi
+    if [[ -e $T_DIR/$name.vg ]]; then
+        local k=1
+        while [[ -e $T_DIR/$name.$k.vg ]]; do k=$((k + 1)); done
+        mv -- "$T_DIR/$name.vg" "$T_DIR/$name.$k.vg"
+    fi
     unset 'T_RC_OF[$name]' 'T_GONE[$name]'
+    t_vg_cmd "$T_DIR/$name.vg" "$@"
     if [[ -n $ns ]]; then
-        ip netns exec "$ns" "$@" >"$T_DIR/$name.log" 2>&1 &
+        ip netns exec "$ns" "${T_VG_CMD[@]}" >"$T_DIR/$name.log" 2>&1 &
     else
-        "$@" >"$T_DIR/$name.log" 2>&1 &
+        "${T_VG_CMD[@]}" >"$T_DIR/$name.log" 2>&1 &
     fi
     local pid=$!
     T_PIDS+=("$pid")
@@ -262,6 +296,68 @@ t_in_ns() {
     local ns=$1
     shift
     if [[ -n $ns ]]; then ip netns exec "$ns" "$@"; else "$@"; fi
+}
+
+# ---- valgrind -----------------------------------------------------------------
+
+# t_vg_cmd REPORT CMD...: sets T_VG_CMD to CMD, or, with IMSPLIT_VALGRIND=1
+# and CMD one of imsplit-cp, imsplit-up, imsplit-ctl, to CMD under memcheck
+# writing its report to REPORT (%p there: the pid). Leaks of the kinds
+# "definitely" and "indirectly" lost count as errors; the process then
+# exits T_VG_EXIT. tests/valgrind/valgrind.supp is used if it exists.
+t_vg_cmd() {
+    local report=$1
+    shift
+    T_VG_CMD=("$@")
+    ((T_VALGRIND)) || return 0
+    case $1 in "$T_CP_BIN" | "$T_UP_BIN" | "$T_CTL_BIN") ;; *) return 0 ;; esac
+    T_VG_CMD=(valgrind --tool=memcheck --leak-check=full
+        "--show-leak-kinds=definite,indirect"
+        "--errors-for-leak-kinds=definite,indirect"
+        "--error-exitcode=$T_VG_EXIT" --track-fds=no --num-callers=30
+        "--log-file=$report")
+    local supp=$IMSPLIT_SRC_DIR/tests/valgrind/valgrind.supp
+    [[ -f $supp ]] && T_VG_CMD+=(--suppressions="$supp")
+    T_VG_CMD+=("$@")
+}
+
+# t_vg_check: returns 0 if every memcheck report in $T_DIR (*.vg) is clean:
+# no error and no definitely or indirectly lost byte. Otherwise prints the
+# offending reports and returns 1. A report without its summary (the
+# process was killed, or still runs) counts the error records it has.
+t_vg_check() {
+    ((T_VALGRIND)) || return 0
+    [[ -n $T_DIR && -d $T_DIR ]] || return 0
+    local f verdict bad=0
+    for f in "$T_DIR"/*.vg; do
+        [[ -e $f ]] || continue
+        verdict=$(awk '
+            / ERROR SUMMARY: / {
+                done = 1
+                for (i = 1; i < NF; i++) if ($i == "SUMMARY:") errs = $(i + 1) + 0
+            }
+            / (definitely|indirectly) lost: / {
+                v = $0; sub(/.* lost: /, "", v); gsub(/,/, "", v); lost += v + 0
+            }
+            /^==[0-9]+== +at 0x/ { records++ }
+            END {
+                bad = done ? errs > 0 || lost > 0 : records > 0
+                if (bad)
+                    printf "%s errors, %d bytes lost, %d stacks", done ? errs : "?", lost, records
+                else
+                    printf "clean%s", done ? "" : " (no summary: killed)"
+            }' "$f")
+        if [[ $verdict != clean* ]]; then
+            bad=1
+            printf '\n===== memcheck: %s: %s =====\n' "$f" "$verdict" >&2
+            sed -n '/Parent PID/,$p' "$f" | grep -v '^==[0-9]*== *$' | head -n 150 >&2
+        fi
+    done
+    if ((bad)); then
+        T_VG_REPORTED=1
+        return 1
+    fi
+    return 0
 }
 
 # ---- ports --------------------------------------------------------------------
@@ -295,11 +391,11 @@ PY
 }
 
 # Waits until something listens on PORT (udp|tcp) in namespace NS
-# (default T_NS), up to SECS.
+# (default T_NS), up to SECS (x T_SLOW).
 t_wait_listen() {
     local port=$1 proto=$2 secs=${3:-10} ns=${4-$T_NS} i flag=-ltn
     [[ $proto == udp ]] && flag=-lun
-    for ((i = 0; i < secs * 20; i++)); do
+    for ((i = 0; i < secs * 20 * T_SLOW; i++)); do
         t_in_ns "$ns" ss -H "$flag" "sport = :$port" 2>/dev/null | grep -q . && return 0
         sleep 0.05
     done
@@ -410,14 +506,14 @@ t_kill() {
 
 t_wait_ready() {
     local i code want
-    for ((i = 0; i < 200; i++)); do
+    for ((i = 0; i < 200 * T_SLOW; i++)); do
         t_alive "$T_CP_PID" || t_fail "imsplit-cp exited during start-up"
-        code=$(t_in_ns "$T_NS" curl -s -o /dev/null -w '%{http_code}' --max-time 1 \
+        code=$(t_in_ns "$T_NS" curl -s -o /dev/null -w '%{http_code}' --max-time "$T_SLOW" \
             "http://$T_HOST:$T_CP_METRICS_PORT/readyz" 2>/dev/null || true)
         [[ $code == 200 ]] && break
         sleep 0.05
     done
-    [[ $code == 200 ]] || t_fail "CP /readyz not 200 after 10 s (last: ${code:-none})"
+    [[ $code == 200 ]] || t_fail "CP /readyz not 200 after $((10 * T_SLOW)) s (last: ${code:-none})"
     want=$(t_workers_expected)
     t_wait_metric cp 'imsplit_cp_workers{state="live"}' -eq "$want" 10 ||
         t_fail "not all $want workers live"
@@ -594,7 +690,7 @@ t_ns_of() {
 
 # t_metrics_body WHO: the /metrics text of cp / up-N.
 t_metrics_body() {
-    t_in_ns "$(t_ns_of "$1")" curl -s --max-time 2 \
+    t_in_ns "$(t_ns_of "$1")" curl -s --max-time $((2 * T_SLOW)) \
         "http://$(t_host_of "$1"):$(t_metrics_port "$1")/metrics" 2>/dev/null
 }
 
@@ -646,17 +742,18 @@ t_assert_metric() {
     t_log "ok: $1 $2 = $v ($3 $4)"
 }
 
-# t_wait_metric WHO SERIES OP VALUE SECS: polls until true; returns 1 on
-# timeout (callers decide whether that fails the test).
+# t_wait_metric WHO SERIES OP VALUE SECS: polls until true, up to SECS
+# (x T_SLOW); returns 1 on timeout (callers decide whether that fails the
+# test).
 t_wait_metric() {
     local who=$1 series=$2 op=$3 want=$4 secs=$5 v i
-    for ((i = 0; i < secs * 20; i++)); do
+    for ((i = 0; i < secs * 20 * T_SLOW; i++)); do
         if [[ $who == up ]]; then v=$(t_metric_up_sum "$series"); else v=$(t_metric "$who" "$series"); fi
         t_cmp "$v" "$op" "$want" && return 0
         t_check_daemons
         sleep 0.05
     done
-    t_log "metric $who $series = $v, still not $op $want after ${secs}s"
+    t_log "metric $who $series = $v, still not $op $want after $((secs * T_SLOW))s"
     return 1
 }
 
@@ -712,11 +809,12 @@ PY
 
 # t_assert_log NAME OP COUNT WORD...: e.g. t_assert_log cp -eq 1
 #   event=release_sent direction=client reason=bye_2xx
-# Waits up to 5 s for the count to be reached (logs trail the metrics).
+# Waits up to 5 s (x T_SLOW) for the count to be reached (logs trail the
+# metrics).
 t_assert_log() {
     local name=$1 op=$2 want=$3 n i
     shift 3
-    for ((i = 0; i < 100; i++)); do
+    for ((i = 0; i < 100 * T_SLOW; i++)); do
         n=$(t_count_log "$name" "$@")
         t_cmp "$n" "$op" "$want" && break
         sleep 0.05
@@ -727,7 +825,11 @@ t_assert_log() {
 
 # ---- imsplit-ctl -----------------------------------------------------------------
 
-t_ctl() { t_in_ns "$T_NS" "$T_CTL_BIN" --ctl "$T_CTL_EP" --timeout 2000 "$@"; }
+# Under valgrind each run has its own report, ctl.PID.vg.
+t_ctl() {
+    t_vg_cmd "$T_DIR/ctl.%p.vg" "$T_CTL_BIN" --ctl "$T_CTL_EP" --timeout $((2000 * T_SLOW)) "$@"
+    t_in_ns "$T_NS" "${T_VG_CMD[@]}"
+}
 
 # One row per worker the CP knows, from `imsplit-ctl --json workers`:
 # "ID STATE SESSIONS LEGS MSRP EPOCH", STATE live|draining|dead, LEGS as
@@ -789,7 +891,7 @@ t_ctl_session_rows() {
 # session or unacknowledged release in the CP, and imsplit-ctl agrees.
 assert_no_leaks() {
     local i ok=0 name
-    for ((i = 0; i < 100; i++)); do
+    for ((i = 0; i < 100 * T_SLOW; i++)); do
         ok=1
         for name in "${T_UP_NAMES[@]}"; do
             [[ -z ${T_GONE[$name]:-} ]] || continue
@@ -809,7 +911,7 @@ assert_no_leaks() {
             t_metrics_body "$name" |
                 grep -E '^imsplit_(cp_sessions_active|cp_releases_pending|up_legs_active|up_sockets_open|up_buffer_bytes)' >&2 || true
         done
-        t_fail "resources left after 5 s (see metrics above)"
+        t_fail "resources left after $((5 * T_SLOW)) s (see metrics above)"
     fi
     local rows
     rows=$(t_ctl_session_rows) || t_fail "imsplit-ctl sessions failed"
@@ -822,8 +924,9 @@ assert_no_leaks() {
 
 # Ends a passing test: leak check, then a graceful stop of the stack; a
 # daemon that does not exit 0 on TERM (crash, sanitizer report, hang)
-# fails the test. A daemon killed on purpose and not started again has
-# nothing left to check.
+# fails the test, and so does any memcheck report with an error or a leak
+# (IMSPLIT_VALGRIND=1). A daemon killed on purpose and not started again
+# has nothing left to check.
 t_finish() {
     assert_no_leaks
     local name rc
@@ -836,8 +939,11 @@ t_finish() {
             continue
         fi
         rc=${T_RC_OF[$name]:-unknown}
+        [[ $rc == 0 ]] || t_vg_check ||
+            t_fail "$name exited $rc on SIGTERM: memcheck found errors (reports above)"
         [[ $rc == 0 ]] || t_fail "$name exited $rc on SIGTERM (expected 0)"
     done
+    t_vg_check || t_fail "memcheck found errors or leaks (reports above)"
     T_DONE=1
     t_log "PASS"
 }
