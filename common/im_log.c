@@ -2,11 +2,14 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/time.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "im_clock.h"
 
@@ -19,6 +22,67 @@ static const char *const s_level_names[] = {"error", "warn", "info", "debug"};
 /* Long enough for any sane event; longer lines are cut so that a line is
  * still written with a single stdio call and never interleaves. */
 #define IM_LOG_LINE_MAX 2048
+
+/* Lines of the event-loop thread gathered between flushes (one write per
+ * loop turn instead of one per line); other threads write at once. */
+#define IM_LOG_BUF_SIZE (64 * 1024)
+static char s_buf[IM_LOG_BUF_SIZE];
+static size_t s_buf_len;
+static pthread_t s_buf_owner;
+static _Atomic bool s_buffering;
+
+static void s_write_all(const char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(STDERR_FILENO, p, n);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return; /* nowhere to report it */
+        }
+        p += w;
+        n -= (size_t)w;
+    }
+}
+
+static bool s_is_buffering_thread(void)
+{
+    return atomic_load_explicit(&s_buffering, memory_order_relaxed) &&
+           pthread_equal(pthread_self(), s_buf_owner);
+}
+
+void im_log_flush(void)
+{
+    if (!s_is_buffering_thread() || s_buf_len == 0)
+        return;
+    s_write_all(s_buf, s_buf_len);
+    s_buf_len = 0;
+}
+
+static void s_flush_at_exit(void)
+{
+    im_log_flush();
+}
+
+void im_log_buffer_start(void)
+{
+    static bool registered;
+    if (atomic_load(&s_buffering))
+        return;
+    s_buf_owner = pthread_self();
+    s_buf_len = 0;
+    atomic_store(&s_buffering, true);
+    if (!registered && atexit(s_flush_at_exit) == 0)
+        registered = true;
+}
+
+void im_log_buffer_stop(void)
+{
+    if (!s_is_buffering_thread())
+        return;
+    im_log_flush();
+    atomic_store(&s_buffering, false);
+}
 
 void im_log_init(const char *component, im_log_level_t level)
 {
@@ -121,6 +185,13 @@ void im_log_write(im_log_level_t level, const char *fmt, ...)
     if (n > sizeof(line) - 2)
         n = sizeof(line) - 2;
     line[n++] = '\n';
+    if (s_is_buffering_thread()) {
+        if (s_buf_len + n > sizeof(s_buf))
+            im_log_flush();
+        memcpy(s_buf + s_buf_len, line, n);
+        s_buf_len += n;
+        return;
+    }
     fwrite(line, 1, n, stderr);
 }
 
@@ -133,6 +204,21 @@ static int s_needs_quote(const char *s)
             return 1;
     }
     return 0;
+}
+
+bool im_log_limit(im_log_limit_t *l, uint64_t now_ms, uint64_t every_ms,
+                  uint64_t *suppressed)
+{
+    if (l->started && now_ms < l->next_ms) {
+        l->suppressed++;
+        return false;
+    }
+    l->started = true;
+    l->next_ms = now_ms + every_ms;
+    if (suppressed)
+        *suppressed = l->suppressed;
+    l->suppressed = 0;
+    return true;
 }
 
 const char *im_log_quote(char *buf, size_t size, const char *s)

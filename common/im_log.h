@@ -12,8 +12,9 @@
  * The level check happens before any formatting, so a disabled level costs a
  * single comparison (a relaxed atomic load). Not thread-safe beyond what
  * stdio gives (one fwrite per line): daemons log from their event-loop
- * thread, and the ZAP handler thread (im_curve) and the metrics HTTP thread
- * (im_metrics, PUT /log-level) log through the same single write per line.
+ * thread (gathered per loop turn, im_log_buffer_start below), and the ZAP
+ * handler thread (im_curve) and the metrics HTTP thread (im_metrics,
+ * PUT /log-level) log through a single write per line.
  * The level may be changed from any thread at any time and applies to the
  * next line. */
 #ifndef IM_LOG_H
@@ -21,7 +22,9 @@
 
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 typedef enum {
     IM_LOG_LEVEL_ERROR = 0,
@@ -51,6 +54,34 @@ const char *im_log_level_name(im_log_level_t level);
 
 void im_log_write(im_log_level_t level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+
+/* Per-loop-turn buffering for a daemon's event-loop thread: after
+ * im_log_buffer_start(), lines that thread writes are gathered in memory
+ * (64 KiB, written out whenever full) and go out in one write(2) at
+ * im_log_flush(), which the loop calls once per turn before it waits
+ * (and at exit). Lines of other threads are written at once. A line keeps
+ * the ts= and mono_us= of the moment it was logged. At most one loop
+ * turn's lines are lost if the process dies abruptly. */
+void im_log_buffer_start(void);
+/* Writes what the calling thread has buffered; no-op on other threads. */
+void im_log_flush(void);
+/* Flushes and writes every later line at once again. */
+void im_log_buffer_stop(void);
+
+/* Rate limit for a log line that a peer can trigger at will (a flood of
+ * refused requests must not become a flood of lines). The first call
+ * passes; then at most one per `every_ms`. A call that passes returns true
+ * and sets *suppressed to the calls refused since the last one that passed
+ * (print it as suppressed=N). Zero-initialise the struct; one per kind of
+ * line, used from one thread. */
+typedef struct {
+    uint64_t next_ms;
+    uint64_t suppressed;
+    bool started;
+} im_log_limit_t;
+
+bool im_log_limit(im_log_limit_t *l, uint64_t now_ms, uint64_t every_ms,
+                 uint64_t *suppressed);
 
 /* Copies s into buf as a logfmt value: quoted and escaped when it contains
  * spaces, quotes, '=' or control characters; truncated to fit. Returns buf. */

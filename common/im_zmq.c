@@ -9,11 +9,6 @@
 #include "im_log.h"
 #include "im_proto.h"
 
-/* High enough that a burst (an expiry storm of 10k sessions is 20k
- * ReleaseLegs) never hits the HWM, where ROUTER_MANDATORY would make sends
- * fail with EAGAIN. */
-#define IM_ZMQ_HWM 100000
-
 /* libzmq 4.3 implements this option in every build, but zmq.h only defines
  * it under ZMQ_BUILD_DRAFT_API. */
 #ifndef ZMQ_ZAP_ENFORCE_DOMAIN
@@ -32,13 +27,13 @@ static int s_set_int(void *sock, int opt, int value, const char *name,
     return -1;
 }
 
-static int s_common_opts(void *sock, const char *endpoint)
+static int s_common_opts(void *sock, const char *endpoint, int sndhwm)
 {
     int64_t maxmsg = IM_PROTO_MAX_FRAME;
 
     if (s_set_int(sock, ZMQ_LINGER, 0, "linger", endpoint) < 0 ||
         s_set_int(sock, ZMQ_HANDSHAKE_IVL, 5000, "handshake_ivl", endpoint) < 0 ||
-        s_set_int(sock, ZMQ_SNDHWM, IM_ZMQ_HWM, "sndhwm", endpoint) < 0 ||
+        s_set_int(sock, ZMQ_SNDHWM, sndhwm, "sndhwm", endpoint) < 0 ||
         s_set_int(sock, ZMQ_RCVHWM, IM_ZMQ_HWM, "rcvhwm", endpoint) < 0)
         return -1;
     if (zmq_setsockopt(sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof(maxmsg)) != 0) {
@@ -129,6 +124,12 @@ void *im_zmq_router_bind(void *ctx, const char *endpoint)
 void *im_zmq_router_bind_opts(void *ctx, const char *endpoint,
                               const im_zmq_curve_t *curve)
 {
+    return im_zmq_router_bind_hwm(ctx, endpoint, curve, IM_ZMQ_HWM);
+}
+
+void *im_zmq_router_bind_hwm(void *ctx, const char *endpoint,
+                             const im_zmq_curve_t *curve, int sndhwm)
+{
     void *sock;
 
     if (!ctx || !endpoint) {
@@ -141,7 +142,7 @@ void *im_zmq_router_bind_opts(void *ctx, const char *endpoint,
                      endpoint, zmq_strerror(errno));
         return NULL;
     }
-    if (s_common_opts(sock, endpoint) < 0 ||
+    if (s_common_opts(sock, endpoint, sndhwm) < 0 ||
         s_set_int(sock, ZMQ_ROUTER_MANDATORY, 1, "router_mandatory",
                   endpoint) < 0 ||
         s_set_int(sock, ZMQ_ROUTER_HANDOVER, 1, "router_handover",
@@ -182,7 +183,7 @@ void *im_zmq_dealer_connect_opts(void *ctx, const char *endpoint,
                      endpoint, zmq_strerror(errno));
         return NULL;
     }
-    if (s_common_opts(sock, endpoint) < 0 ||
+    if (s_common_opts(sock, endpoint, IM_ZMQ_HWM) < 0 ||
         s_set_int(sock, ZMQ_RECONNECT_IVL, 100, "reconnect_ivl", endpoint) < 0 ||
         s_set_int(sock, ZMQ_RECONNECT_IVL_MAX, 2000, "reconnect_ivl_max",
                   endpoint) < 0 ||

@@ -17,6 +17,12 @@ typedef struct {
     const char *zap_domain;    /* ROUTER: ZAP domain, non-empty */
 } im_zmq_curve_t;
 
+/* High-water mark (messages) of every socket, both ways, unless a caller
+ * sets another: high enough that a burst (an expiry storm of 10k sessions
+ * is 20k ReleaseLegs) never reaches it. At the mark a ROUTER with
+ * ROUTER_MANDATORY fails sends to that peer with EAGAIN. */
+#define IM_ZMQ_HWM 100000
+
 /* A ROUTER bound to endpoint with ROUTER_MANDATORY, ROUTER_HANDOVER,
  * LINGER 0, HANDSHAKE_IVL, MAXMSGSIZE = IM_PROTO_MAX_FRAME. NULL on error
  * (errno set, reason logged). Same as im_zmq_router_bind_opts(.., NULL). */
@@ -28,6 +34,11 @@ void *im_zmq_router_bind(void *ctx, const char *endpoint);
  * alone would admit any client that knows the server's public key. */
 void *im_zmq_router_bind_opts(void *ctx, const char *endpoint,
                               const im_zmq_curve_t *curve);
+/* As im_zmq_router_bind_opts, with `sndhwm` messages queued per peer at
+ * most (instead of IM_ZMQ_HWM): what a peer that stops reading can make
+ * the ROUTER hold, on top of the kernel's socket buffers. */
+void *im_zmq_router_bind_hwm(void *ctx, const char *endpoint,
+                             const im_zmq_curve_t *curve, int sndhwm);
 /* A DEALER with the given routing id connected to endpoint, same options.
  * Same as im_zmq_dealer_connect_opts(.., NULL). */
 void *im_zmq_dealer_connect(void *ctx, const char *endpoint,

@@ -4,9 +4,11 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "im_zmq.h"
+
 static const char *s_default_sip = "udp:127.0.0.1:5060";
 
-#define CP_NOPTS 20
+#define CP_NOPTS 23
 
 /* One option table for parsing and for --help. */
 static void s_options(cp_config_t *cfg, im_opt_t *opts)
@@ -34,6 +36,15 @@ static void s_options(cp_config_t *cfg, im_opt_t *opts)
          "free (checked every heartbeat, at most every 2 s); 0: never"},
         {"max-sessions", IM_OPT_UINT, &cfg->max_sessions, 1, 10000000,
          "sessions above which INVITEs get 503"},
+        {"max-pending", IM_OPT_UINT, &cfg->max_pending, 1, 10000000,
+         "sessions being set up (INVITE received, client's ACK not yet) "
+         "above which INVITEs get 503"},
+        {"ctl-hwm", IM_OPT_UINT, &cfg->ctl_hwm, 16, 10000000,
+         "messages queued towards one worker before sends to it fail "
+         "(ZeroMQ high-water mark)"},
+        {"bye-window", IM_OPT_UINT, &cfg->bye_window, 1, 1000000,
+         "BYE transactions in flight at most; further BYEs wait in order "
+         "(sessions ending all at once)"},
         {"command-timeout-ms", IM_OPT_UINT, &cfg->command_timeout_ms, 10,
          60000, "resend an unanswered worker command after this, ms"},
         {"command-tries", IM_OPT_UINT, &cfg->command_tries, 1, 100,
@@ -68,9 +79,12 @@ static void s_defaults(cp_config_t *cfg)
     cfg->session_expires = 1800;
     cfg->min_se = CP_ST_RFC_MIN_SE;
     cfg->sip_t1 = 500;
+    cfg->bye_window = 256;
     cfg->heartbeat_ms = 1000;
     cfg->liveness = 3;
     cfg->max_sessions = 200000;
+    cfg->max_pending = 2000;
+    cfg->ctl_hwm = IM_ZMQ_HWM;
     cfg->heap_trim_mb = 16;
     cfg->command_timeout_ms = 1000;
     cfg->command_tries = 5;

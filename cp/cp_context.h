@@ -27,7 +27,10 @@ typedef struct {
     uint32_t heartbeat_ms;
     uint32_t liveness;        /* missed heartbeats before a worker is dead */
     uint32_t max_sessions;
+    uint32_t max_pending;     /* set-ups in progress above which: 503 */
+    uint32_t ctl_hwm;         /* messages queued per worker (ZMQ SNDHWM) */
     uint32_t heap_trim_mb; /* free MiB in the heap that trigger a trim; 0: off */
+    uint32_t bye_window;         /* BYE transactions in flight at most */
     uint32_t command_timeout_ms; /* resend an unanswered command after this */
     uint32_t command_tries;      /* give up after this many sends */
     uint32_t audit_ms;           /* leg inventory audit period, 0 = off */

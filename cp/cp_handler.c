@@ -2,6 +2,7 @@
 
 #include "im_heap.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +28,8 @@ void cp_handler_update_gauges(cp_context_t *ctx)
         im_metric_set(ctx->metrics->workers[i], (int64_t)counts[i]);
     im_metric_set(ctx->metrics->sessions_active,
                   (int64_t)cp_sessions_count(ctx->sessions));
+    im_metric_set(ctx->metrics->sessions_pending,
+                  (int64_t)cp_sessions_pending(ctx->sessions));
     im_metrics_set_ready(ctx->metrics->reg, counts[CP_WORKER_LIVE] > 0);
 }
 
@@ -56,8 +59,9 @@ void cp_handler_reply(cp_context_t *ctx, const void *peer, size_t peer_len,
                       uint64_t reply_to, im_env_t *env)
 {
     env->reply_to = reply_to;
-    if (cp_path_send(ctx->path, peer, peer_len, env) < 0)
-        IM_LOG_WARN("event=reply_failed body=%s",
+    /* A refused send is counted and logged by cp_path. */
+    if (cp_path_send(ctx->path, peer, peer_len, env) == -ENOMEM)
+        IM_LOG_WARN("event=reply_failed body=%s why=out_of_memory",
                     im_proto_body_name((int)env->body_case));
 }
 
@@ -73,12 +77,29 @@ void cp_handler_error(cp_context_t *ctx, const void *peer, size_t peer_len,
     cp_handler_reply(ctx, peer, peer_len, reply_to, &env);
 }
 
+bool cp_handler_complete(cp_context_t *ctx, const cp_worker_t *w,
+                         const im_env_t *env, int command, cp_cmd_info_t *info)
+{
+    if (!cp_path_peek(ctx->path, w->id, env->reply_to, info))
+        return false;
+    if (info->body_case != command) {
+        cp_metrics_protocol_error(ctx->metrics, CP_PERR_BAD_FIELD);
+        IM_LOG_WARN("event=protocol_error kind=bad_field worker=%s body=%s "
+                    "reply_to=%" PRIu64 " why=answers_%s",
+                    w->id, im_proto_body_name((int)env->body_case),
+                    env->reply_to, im_proto_body_name(info->body_case));
+        return false;
+    }
+    return cp_path_complete(ctx->path, w->id, env->reply_to, info);
+}
+
 static void s_on_allocate_result(cp_context_t *ctx, cp_worker_t *w,
                                  const im_env_t *env)
 {
     const Imsplit__V1__AllocateLegResult *r = env->allocate_leg_result;
     cp_cmd_info_t info;
-    if (!cp_path_complete(ctx->path, w->id, env->reply_to, &info)) {
+    if (!cp_handler_complete(ctx, w, env,
+                             IMSPLIT__V1__ENVELOPE__BODY_ALLOCATE_LEG, &info)) {
         IM_LOG_DEBUG("event=result_duplicate worker=%s reply_to=%" PRIu64,
                      w->id, env->reply_to);
         return;
@@ -123,7 +144,8 @@ static void s_on_release_result(cp_context_t *ctx, cp_worker_t *w,
 {
     const Imsplit__V1__ReleaseLegResult *r = env->release_leg_result;
     cp_cmd_info_t info;
-    if (!cp_path_complete(ctx->path, w->id, env->reply_to, &info))
+    if (!cp_handler_complete(ctx, w, env,
+                             IMSPLIT__V1__ENVELOPE__BODY_RELEASE_LEG, &info))
         return;
     const Imsplit__V1__LegCounters *c = r->counters;
     int dir = cp_build_dir_from_proto(r->direction);
@@ -151,7 +173,8 @@ static void s_on_connect_result(cp_context_t *ctx, cp_worker_t *w,
 {
     const Imsplit__V1__ConnectLegResult *r = env->connect_leg_result;
     cp_cmd_info_t info;
-    if (!cp_path_complete(ctx->path, w->id, env->reply_to, &info))
+    if (!cp_handler_complete(ctx, w, env,
+                             IMSPLIT__V1__ENVELOPE__BODY_CONNECT_LEG, &info))
         return;
     if (r->status != IMSPLIT__V1__STATUS__STATUS_OK)
         IM_LOG_WARN("event=connect_failed sid=%016" PRIx64 " dir=%s "

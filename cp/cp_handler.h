@@ -4,15 +4,26 @@
 #ifndef CP_HANDLER_H
 #define CP_HANDLER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "cp_context.h"
 #include "cp_path.h"
+#include "cp_pool.h"
+#include "im_proto.h"
 
 /* One ZeroMQ message from a peer: its routing id and its single frame. */
 void cp_handler_frame(cp_context_t *ctx, const void *peer, size_t peer_len,
                       const void *data, size_t len);
+
+/* Takes the pending command that a result from w answers (reply_to) out
+ * of the store, if it is a command of kind `command` (an
+ * IMSPLIT__V1__ENVELOPE__BODY_* value): a result naming another command's
+ * seq completes nothing and is counted as a protocol error. False when
+ * there is no such command (unknown, answered already, or another kind). */
+bool cp_handler_complete(cp_context_t *ctx, const cp_worker_t *w,
+                         const im_env_t *env, int command, cp_cmd_info_t *info);
 
 /* A command was sent command_tries times without a result. */
 void cp_handler_command_failed(cp_context_t *ctx, const cp_cmd_info_t *info);

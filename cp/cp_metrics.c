@@ -20,6 +20,22 @@ static const char *const s_perr_names[CP_PERR_COUNT] = {
     [CP_PERR_NOT_REGISTERED] = "not_registered",
 };
 
+static const char *const s_reject_names[CP_REJ_COUNT] = {
+    [CP_REJ_NO_OFFER] = "no_sdp_offer",
+    [CP_REJ_BAD_OFFER] = "bad_sdp_offer",
+    [CP_REJ_INTERVAL] = "interval_too_small",
+    [CP_REJ_MAX_SESSIONS] = "max_sessions",
+    [CP_REJ_MAX_PENDING] = "max_pending",
+    [CP_REJ_NO_LIVE_WORKER] = "no_live_worker",
+    [CP_REJ_SHUTTING_DOWN] = "shutting_down",
+};
+
+static const char *const s_sendfail_names[CP_SENDFAIL_COUNT] = {
+    [CP_SENDFAIL_QUEUE_FULL] = "queue_full",
+    [CP_SENDFAIL_UNROUTABLE] = "unroutable",
+    [CP_SENDFAIL_OTHER] = "other",
+};
+
 static const int s_sip_codes[] = {CP_SIP_CODES};
 _Static_assert(sizeof(s_sip_codes) / sizeof(s_sip_codes[0]) ==
                    CP_SIP_CODE_COUNT,
@@ -56,6 +72,28 @@ cp_perr_t cp_perr_from_proto(im_proto_err_t err)
         break;
     }
     return CP_PERR_MALFORMED;
+}
+
+const char *cp_reject_name(cp_reject_t why)
+{
+    return (unsigned)why < CP_REJ_COUNT ? s_reject_names[why] : "?";
+}
+
+void cp_metrics_invite_rejected(cp_metrics_t *m, cp_reject_t why)
+{
+    if ((unsigned)why < CP_REJ_COUNT)
+        im_metric_inc(m->invites_rejected_total[why]);
+}
+
+const char *cp_sendfail_name(cp_sendfail_t why)
+{
+    return (unsigned)why < CP_SENDFAIL_COUNT ? s_sendfail_names[why] : "?";
+}
+
+void cp_metrics_ctl_send_failed(cp_metrics_t *m, cp_sendfail_t why)
+{
+    if ((unsigned)why < CP_SENDFAIL_COUNT)
+        im_metric_inc(m->ctl_send_failed_total[why]);
 }
 
 void cp_metrics_protocol_error(cp_metrics_t *m, cp_perr_t kind)
@@ -146,6 +184,11 @@ cp_metrics_t *cp_metrics_new(void)
         IM_METRIC_COUNTER, "direction=\"controlling\"");
     m->releases_pending = im_metrics_add(r, "imsplit_cp_releases_pending",
         "ReleaseLeg commands not yet acknowledged", IM_METRIC_GAUGE, NULL);
+    m->byes_in_flight = im_metrics_add(r, "imsplit_cp_byes_in_flight",
+        "BYE transactions sent and not yet answered", IM_METRIC_GAUGE, NULL);
+    m->byes_queued = im_metrics_add(r, "imsplit_cp_byes_queued",
+        "BYEs waiting for a place among the BYE transactions in flight",
+        IM_METRIC_GAUGE, NULL);
     m->workers[0] = im_metrics_add(r, "imsplit_cp_workers",
         "Workers known to the CP by state", IM_METRIC_GAUGE, "state=\"live\"");
     m->workers[1] = im_metrics_add(r, "imsplit_cp_workers",
@@ -167,10 +210,25 @@ cp_metrics_t *cp_metrics_new(void)
     m->refreshes_received_total = im_metrics_add(r,
         "imsplit_cp_refreshes_received_total",
         "Session refreshes received and accepted", IM_METRIC_COUNTER, NULL);
-    m->invites_rejected_total = im_metrics_add(r,
-        "imsplit_cp_invites_rejected_total",
-        "Initial INVITEs answered with a final error by the CP itself",
-        IM_METRIC_COUNTER, NULL);
+    m->sessions_pending = im_metrics_add(r, "imsplit_cp_sessions_pending",
+        "Sessions being set up: INVITE received, client's ACK not yet",
+        IM_METRIC_GAUGE, NULL);
+    for (int k = 0; k < CP_REJ_COUNT; k++) {
+        char labels[48];
+        snprintf(labels, sizeof(labels), "why=\"%s\"", s_reject_names[k]);
+        m->invites_rejected_total[k] = im_metrics_add(r,
+            "imsplit_cp_invites_rejected_total",
+            "Initial INVITEs answered with a final error by the CP itself, "
+            "by reason", IM_METRIC_COUNTER, labels);
+    }
+    for (int k = 0; k < CP_SENDFAIL_COUNT; k++) {
+        char labels[48];
+        snprintf(labels, sizeof(labels), "why=\"%s\"", s_sendfail_names[k]);
+        m->ctl_send_failed_total[k] = im_metrics_add(r,
+            "imsplit_cp_ctl_send_failed_total",
+            "Messages to workers that could not be queued, by reason",
+            IM_METRIC_COUNTER, labels);
+    }
     for (int k = 0; k < CP_PERR_COUNT; k++) {
         char labels[48];
         snprintf(labels, sizeof(labels), "kind=\"%s\"", s_perr_names[k]);

@@ -31,6 +31,29 @@ typedef enum {
     CP_PERR_COUNT
 } cp_perr_t;
 
+/* Why the CP refused an initial INVITE itself: the why= label of
+ * imsplit_cp_invites_rejected_total and of the event=invite_rejected log
+ * line. */
+typedef enum {
+    CP_REJ_NO_OFFER,      /* 488: no application/sdp body */
+    CP_REJ_BAD_OFFER,     /* 488: no usable MSRP offer */
+    CP_REJ_INTERVAL,      /* 422: Session-Expires below --min-se */
+    CP_REJ_MAX_SESSIONS,  /* 503: --max-sessions reached */
+    CP_REJ_MAX_PENDING,   /* 503: --max-pending set-ups in progress */
+    CP_REJ_NO_LIVE_WORKER,/* 503: no worker takes new sessions */
+    CP_REJ_SHUTTING_DOWN, /* 503: SIGTERM received */
+    CP_REJ_COUNT
+} cp_reject_t;
+
+/* Why a message to a worker could not be queued: the why= label of
+ * imsplit_cp_ctl_send_failed_total. */
+typedef enum {
+    CP_SENDFAIL_QUEUE_FULL,  /* the worker's queue is at --ctl-hwm */
+    CP_SENDFAIL_UNROUTABLE,  /* no connection with that routing id */
+    CP_SENDFAIL_OTHER,
+    CP_SENDFAIL_COUNT
+} cp_sendfail_t;
+
 /* SIP response directions (label direction=). */
 typedef enum { CP_SIP_SENT = 0, CP_SIP_RECEIVED = 1 } cp_sip_way_t;
 
@@ -55,10 +78,14 @@ struct cp_metrics {
     im_metric_t *bye_sent_total[2];      /* [CP_DIR_CLIENT], [CP_DIR_CONTROLLING] */
     im_metric_t *releases_sent_total[2];
     im_metric_t *releases_pending;
+    im_metric_t *byes_in_flight;         /* BYE transactions open */
+    im_metric_t *byes_queued;            /* BYEs waiting for the window */
     im_metric_t *workers[3];             /* live, draining, dead */
     im_metric_t *refreshes_sent_total;
     im_metric_t *refreshes_received_total;
-    im_metric_t *invites_rejected_total;
+    im_metric_t *sessions_pending;
+    im_metric_t *invites_rejected_total[CP_REJ_COUNT];
+    im_metric_t *ctl_send_failed_total[CP_SENDFAIL_COUNT];
     im_metric_t *protocol_errors_total[CP_PERR_COUNT];
     im_metric_t *commands_resent_total;
     im_metric_t *commands_failed_total;
@@ -79,6 +106,10 @@ cp_metrics_t *cp_metrics_new(void);
 void cp_metrics_destroy(cp_metrics_t **m_p);
 
 const char *cp_perr_name(cp_perr_t kind);
+const char *cp_reject_name(cp_reject_t why);
+void cp_metrics_invite_rejected(cp_metrics_t *m, cp_reject_t why);
+const char *cp_sendfail_name(cp_sendfail_t why);
+void cp_metrics_ctl_send_failed(cp_metrics_t *m, cp_sendfail_t why);
 /* The kind for an im_proto_unpack() error (IM_PROTO_OK has none: it maps
  * to CP_PERR_MALFORMED, never used). */
 cp_perr_t cp_perr_from_proto(im_proto_err_t err);

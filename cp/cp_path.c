@@ -40,7 +40,13 @@ struct cp_path {
     size_t releases;
     bool draining; /* inside s_drain: sends must not recurse into it */
     im_timer_t recheck; /* continues a drain cut short by its budget */
+    /* A worker that stops reading fills its queue (--ctl-hwm) and every
+     * send to it fails until it is declared dead: one line a second per
+     * reason, not one per message. */
+    im_log_limit_t send_log[CP_SENDFAIL_COUNT];
 };
+
+#define CP_PATH_SEND_LOG_MS 1000
 
 /* Messages handled per wake-up before SIP gets a turn. */
 #define CP_PATH_DRAIN_BUDGET 2000
@@ -133,7 +139,8 @@ static void s_drain_loop(cp_path_t *p)
 static void *s_bind(cp_path_t *p, const cp_config_t *cfg)
 {
     if (!cfg->curve_secret)
-        return im_zmq_router_bind(p->zctx, cfg->ctl);
+        return im_zmq_router_bind_hwm(p->zctx, cfg->ctl, NULL,
+                                      (int)cfg->ctl_hwm);
     char err[256];
     im_zmq_curve_t curve = {.zap_domain = "imsplit"};
     if (im_curve_key_load(cfg->curve_secret, IM_CURVE_SECRET,
@@ -151,7 +158,8 @@ static void *s_bind(cp_path_t *p, const cp_config_t *cfg)
     p->zap = im_zap_start(p->zctx, allow, curve.zap_domain);
     size_t keys = im_curve_allow_count(allow);
     im_curve_allow_destroy(&allow);
-    void *router = p->zap ? im_zmq_router_bind_opts(p->zctx, cfg->ctl, &curve)
+    void *router = p->zap ? im_zmq_router_bind_hwm(p->zctx, cfg->ctl, &curve,
+                                                   (int)cfg->ctl_hwm)
                           : NULL;
     im_curve_key_clear(&curve.secret_key);
     if (router)
@@ -247,13 +255,41 @@ static void s_header(cp_path_t *p, im_env_t *env)
     env->seq = ++p->seq;
 }
 
+/* A send that ZeroMQ refused: counted, and logged at most once a second
+ * per reason. Never blocks: the caller keeps a command for its resend
+ * timer, and anything else is lost like a dropped datagram (heartbeats,
+ * acks; the protocol resends what matters). */
+static void s_send_failed(cp_path_t *p, const void *peer, size_t peer_len,
+                          int body_case, int err)
+{
+    cp_sendfail_t why = err == EAGAIN         ? CP_SENDFAIL_QUEUE_FULL
+                        : err == EHOSTUNREACH ? CP_SENDFAIL_UNROUTABLE
+                                              : CP_SENDFAIL_OTHER;
+    cp_metrics_ctl_send_failed(p->ctx->metrics, why);
+    uint64_t suppressed = 0;
+    if (!im_log_limit(&p->send_log[why], im_clock_ms(), CP_PATH_SEND_LOG_MS,
+                      &suppressed))
+        return;
+    char id[64];
+    size_t n = peer_len < sizeof(id) - 1 ? peer_len : sizeof(id) - 1;
+    memcpy(id, peer, n);
+    id[n] = '\0';
+    char q[96];
+    IM_LOG_WARN("event=ctl_send_failed worker=%s why=%s body=%s err=\"%s\" "
+                "suppressed=%" PRIu64,
+                im_log_quote(q, sizeof(q), id), cp_sendfail_name(why),
+                im_proto_body_name(body_case), zmq_strerror(err), suppressed);
+}
+
 static int s_send_bytes(cp_path_t *p, const void *peer, size_t peer_len,
-                        const uint8_t *bytes, size_t len)
+                        const uint8_t *bytes, size_t len, int body_case)
 {
     int rc = 0;
     if (zmq_send(p->router, peer, peer_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
-        zmq_send(p->router, bytes, len, ZMQ_DONTWAIT) < 0)
+        zmq_send(p->router, bytes, len, ZMQ_DONTWAIT) < 0) {
         rc = -errno;
+        s_send_failed(p, peer, peer_len, body_case, -rc);
+    }
     /* A send can consume the edge that announced pending input, so input
      * must be looked at again. Not here: draining now could complete (and
      * free) the very command a caller is sending. The next loop turn does
@@ -271,7 +307,8 @@ int cp_path_send(cp_path_t *p, const void *peer, size_t peer_len,
     size_t len;
     if (im_proto_pack(env, &bytes, &len) < 0)
         return -ENOMEM;
-    int rc = s_send_bytes(p, peer, peer_len, bytes, len);
+    int rc = s_send_bytes(p, peer, peer_len, bytes, len,
+                          (int)env->body_case);
     free(bytes);
     return rc;
 }
@@ -313,7 +350,7 @@ static void s_on_resend(im_timer_t *t, void *arg)
     IM_LOG_DEBUG("event=command_resent seq=%" PRIu64 " worker=%s try=%u",
                  c->info.seq, c->info.worker, c->tries);
     (void)s_send_bytes(p, c->info.worker, strlen(c->info.worker), c->bytes,
-                       c->len);
+                       c->len, c->info.body_case);
     /* Back off: each resend waits one timeout longer than the last. */
     cp_timer_arm_in(p->ctx->timers, &c->timer,
                     (uint64_t)p->ctx->cfg.command_timeout_ms * c->tries);
@@ -337,14 +374,18 @@ uint64_t cp_path_command(cp_path_t *p, const char *worker, im_env_t *env,
     c->info.dir = dir;
     c->info.sent_us = im_clock_us();
     snprintf(c->info.worker, sizeof(c->info.worker), "%s", worker);
-    int rc = s_send_bytes(p, worker, strlen(worker), c->bytes, c->len);
+    int rc = s_send_bytes(p, worker, strlen(worker), c->bytes, c->len,
+                          c->info.body_case);
     if (rc == -EHOSTUNREACH) {
-        IM_LOG_WARN("event=command_unroutable worker=%s body=%s sid=%016" PRIx64,
-                    worker, im_proto_body_name(c->info.body_case), session_id);
+        IM_LOG_DEBUG("event=command_unroutable worker=%s body=%s sid=%016"
+                     PRIx64, worker, im_proto_body_name(c->info.body_case),
+                     session_id);
         s_cmd_free(c);
         return 0;
     }
-    /* Other send errors (full queue) are retried by the resend timer. */
+    /* Other send errors (the worker's queue is full) are retried by the
+     * resend timer; the command store stays bounded by the sessions
+     * (--max-sessions, --max-pending) that issue commands. */
     c->tries = 1;
     im_timer_init(&c->timer, s_on_resend, c);
     size_t k = s_bucket(p, c->info.seq);

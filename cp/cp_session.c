@@ -79,6 +79,8 @@ uint64_t cp_session_unexpected_count(void)
     return s_unexpected;
 }
 
+static void s_pending_sync(cp_session_t *s);
+
 static void s_set_state(cp_session_t *s, cp_sess_state_t st)
 {
     if (s->state == st)
@@ -86,6 +88,7 @@ static void s_set_state(cp_session_t *s, cp_sess_state_t st)
     IM_LOG_DEBUG("event=session_state sid=%016" PRIx64 " from=%s to=%s",
                  s->id, cp_sess_state_name(s->state), cp_sess_state_name(st));
     s->state = st;
+    s_pending_sync(s);
 }
 
 /* Sends ReleaseLeg for a leg whose media is on the worker, or remembers to
@@ -453,8 +456,30 @@ struct cp_sessions {
     cp_session_t **buckets;
     size_t nbuckets; /* power of two */
     size_t count;
+    size_t pending;  /* sessions with s->pending */
     uint64_t next_id;
 };
+
+static bool s_state_pending(cp_sess_state_t st)
+{
+    return st == CP_SESS_ALLOCATING || st == CP_SESS_CALLING ||
+           st == CP_SESS_ANSWERED;
+}
+
+/* Keeps the table's count of set-ups in progress equal to the number of
+ * its sessions in a set-up state; runs on every state change and when a
+ * session enters or leaves the table. */
+static void s_pending_sync(cp_session_t *s)
+{
+    bool now = s->table && s_state_pending(s->state);
+    if (now == s->pending)
+        return;
+    s->pending = now;
+    if (now)
+        s->table->pending++;
+    else
+        s->table->pending--;
+}
 
 static size_t s_bucket(const cp_sessions_t *t, uint64_t id)
 {
@@ -527,6 +552,8 @@ cp_session_t *cp_session_new(cp_sessions_t *t)
     s->hnext = t->buckets[k];
     t->buckets[k] = s;
     t->count++;
+    s->table = t;
+    s_pending_sync(s);
     return s;
 }
 
@@ -557,6 +584,12 @@ void cp_session_detach(cp_sessions_t *t, cp_session_t *s)
         s->hnext = NULL;
         t->count--;
     }
+    if (s->table == t) {
+        if (s->pending)
+            t->pending--;
+        s->pending = false;
+        s->table = NULL;
+    }
 }
 
 void cp_session_free(cp_sessions_t *t, cp_session_t **s_p)
@@ -577,6 +610,11 @@ void cp_session_free(cp_sessions_t *t, cp_session_t **s_p)
 size_t cp_sessions_count(const cp_sessions_t *t)
 {
     return t->count;
+}
+
+size_t cp_sessions_pending(const cp_sessions_t *t)
+{
+    return t->pending;
 }
 
 void cp_sessions_foreach_limit(cp_sessions_t *t,

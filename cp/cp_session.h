@@ -107,6 +107,7 @@ struct nta_incoming_s;
 struct nta_outgoing_s;
 
 typedef struct cp_session cp_session_t;
+typedef struct cp_sessions cp_sessions_t;
 
 typedef struct cp_leg {
     cp_dir_t dir;
@@ -138,6 +139,12 @@ typedef struct cp_leg {
     uint32_t refresh_se;   /* SE asked for in the refresh in flight */
     bool refreshing;       /* orq is a refresh (UPDATE/re-INVITE) */
 
+    /* BYE pacing (cp_sip): queued for the window, or counted in it. */
+    struct cp_leg *bye_qnext;
+    struct cp_leg **bye_qprev; /* NULL when not queued */
+    bool bye_with_reason;
+    bool bye_in_flight;
+
     /* Audit: seq of the last Audit whose inventory listed this leg. */
     uint64_t audit_seq;
 } cp_leg_t;
@@ -161,6 +168,8 @@ struct cp_session {
     uint64_t ready_seq;    /* last seq the CP had sent when a leg became
                               ready: audits sent later must list it */
 
+    cp_sessions_t *table; /* while in the table (pending count) */
+    bool pending;         /* counted in the table's set-ups in progress */
     cp_session_t *hnext; /* session table chain, then the reap list */
     void *owner;         /* opaque back-pointer for the ops (cp_context_t) */
 };
@@ -210,8 +219,6 @@ uint64_t cp_session_unexpected_count(void);
 
 /* ---- session table ---------------------------------------------------- */
 
-typedef struct cp_sessions cp_sessions_t;
-
 cp_sessions_t *cp_sessions_new(uint64_t first_id);
 /* Frees the table only; sessions still in it must have been closed. */
 void cp_sessions_destroy(cp_sessions_t **t_p);
@@ -223,6 +230,10 @@ cp_session_t *cp_session_find(const cp_sessions_t *t, uint64_t id);
  * SIP objects must have been destroyed by the caller. */
 void cp_session_free(cp_sessions_t *t, cp_session_t **s_p);
 size_t cp_sessions_count(const cp_sessions_t *t);
+/* Sessions in the table that are being set up: from the INVITE to the
+ * client's ACK (ALLOCATING, CALLING, ANSWERED), waiting on a worker or on
+ * the controlling side. */
+size_t cp_sessions_pending(const cp_sessions_t *t);
 /* Takes a session out of the table (id lookups stop finding it) without
  * freeing it; used to reap closed sessions outside any callback. */
 void cp_session_detach(cp_sessions_t *t, cp_session_t *s);

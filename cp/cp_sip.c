@@ -29,6 +29,7 @@
 #include "cp_sdp.h"
 #include "cp_st.h"
 #include "cp_timer.h"
+#include "cp_workers.h"
 #include "im_clock.h"
 #include "im_log.h"
 
@@ -41,6 +42,11 @@
 /* UDP receive buffer: a burst of answers (an expiry storm's BYE 200s) is
  * queued by the kernel rather than dropped and retransmitted. */
 #define CP_SIP_UDP_RMEM (8 * 1024 * 1024)
+/* UDP send buffer: on loopback a datagram stays charged to the sender until
+ * the peer reads it, so a slow peer fills the default 208 KiB and sendto()
+ * fails with EAGAIN; NTA then gives up the final response of an INVITE
+ * (it answers 500 instead). */
+#define CP_SIP_UDP_WMEM (8 * 1024 * 1024)
 
 /* Module state: one agent per process. */
 static struct {
@@ -52,6 +58,17 @@ static struct {
     nta_leg_t *default_leg;
     cp_session_t *graveyard; /* closed sessions waiting to be freed */
     im_timer_t reap;
+    /* BYE pacing: at most cfg.bye_window BYE transactions in flight.
+     * When thousands of sessions end at once (an expiry storm, a lost
+     * worker), sending every BYE before reading any answer leaves the
+     * answers queued past T1: every BYE is retransmitted, doubling the
+     * work, and NTA's retransmission lists (sorted by linear insertion)
+     * turn quadratic. The legs past the window wait here in FIFO order and
+     * go out as answers come in. */
+    cp_leg_t *bye_qhead;
+    cp_leg_t **bye_qtail;
+    size_t byes_queued;
+    size_t byes_in_flight;
 } s_sip;
 
 static int s_leg_cb(void *magic, nta_leg_t *leg, nta_incoming_t *irq,
@@ -59,11 +76,15 @@ static int s_leg_cb(void *magic, nta_leg_t *leg, nta_incoming_t *irq,
 static int s_orq_cb(void *magic, nta_outgoing_t *orq, sip_t const *sip);
 static int s_client_irq_cb(void *magic, nta_incoming_t *irq,
                            sip_t const *sip);
+static void s_bye_finished(cp_leg_t *leg);
+static void s_bye_pump(cp_context_t *ctx);
 
 void cp_sip_dispatch(cp_context_t *ctx, cp_session_t *s, cp_sess_event_t ev,
                      cp_dir_t dir, int status)
 {
     cp_session_dispatch(s, ev, dir, status, &cp_sip_ops, ctx);
+    im_metric_set(ctx->metrics->sessions_pending,
+                  (int64_t)cp_sessions_pending(ctx->sessions));
 }
 
 /* ---- helpers -------------------------------------------------------- */
@@ -443,17 +464,13 @@ static void s_on_invite_response(cp_context_t *ctx, cp_session_t *s,
     cp_sip_dispatch(ctx, s, CP_EV_REJECTED, CP_DIR_CONTROLLING, status);
 }
 
-static void s_on_refresh_response(cp_context_t *ctx, cp_session_t *s,
-                                  cp_dir_t dir, nta_outgoing_t *orq,
-                                  sip_t const *sip, int status)
+/* A final answer to our refresh: the new interval, a retry after 422, or a
+ * failed refresh. */
+static void s_refresh_result(cp_context_t *ctx, cp_session_t *s, cp_dir_t dir,
+                             sip_t const *sip, int status)
 {
     cp_leg_t *leg = &s->legs[dir];
-    if (status < 200)
-        return;
-    bool invite = nta_outgoing_method(orq) == sip_method_invite;
     if (status < 300) {
-        if (invite)
-            s_send_ack(leg, orq);
         if (!leg->refreshing)
             return; /* a retransmitted 2xx */
         leg->refreshing = false;
@@ -486,6 +503,29 @@ static void s_on_refresh_response(cp_context_t *ctx, cp_session_t *s,
     cp_sip_dispatch(ctx, s, CP_EV_REFRESH_FAILED, dir, status);
 }
 
+static void s_on_refresh_response(cp_context_t *ctx, cp_session_t *s,
+                                  cp_dir_t dir, nta_outgoing_t *orq,
+                                  sip_t const *sip, int status)
+{
+    cp_leg_t *leg = &s->legs[dir];
+    if (status < 200)
+        return;
+    if (status < 300 && nta_outgoing_method(orq) == sip_method_invite)
+        s_send_ack(leg, orq);
+    /* A final answer ends the refresh for the session: the transaction,
+     * with its request and answer, goes back to NTA, which absorbs
+     * retransmitted answers until Timer K (D for a re-INVITE) and then
+     * frees it, rather than being held until the next refresh. It goes
+     * back only once the answer (which it owns) has been read: over TCP
+     * NTA frees it at once. */
+    bool ours = leg->orq == orq;
+    if (ours)
+        leg->orq = NULL;
+    s_refresh_result(ctx, s, dir, sip, status);
+    if (ours)
+        nta_outgoing_destroy(orq);
+}
+
 static int s_orq_cb(void *magic, nta_outgoing_t *orq, sip_t const *sip)
 {
     cp_session_t *s = magic;
@@ -502,9 +542,11 @@ static int s_orq_cb(void *magic, nta_outgoing_t *orq, sip_t const *sip)
         if (orq == leg->bye) {
             if (status < 200)
                 return 0;
+            s_bye_finished(leg);
             IM_LOG_INFO("event=bye_completed sid=%016" PRIx64 " leg=%s "
                         "status=%d", s->id, cp_dir_name((cp_dir_t)d), status);
             cp_sip_dispatch(ctx, s, CP_EV_BYE_DONE, (cp_dir_t)d, status);
+            s_bye_pump(ctx);
             return 0;
         }
         if (orq == leg->orq) {
@@ -652,7 +694,15 @@ static int s_client_irq_cb(void *magic, nta_incoming_t *irq,
     if (irq != cl->irq || s->state == CP_SESS_CLOSED)
         return 0;
     if (!sip) {
-        IM_LOG_WARN("event=no_ack sid=%016" PRIx64, s->id);
+        /* NTA reports two things this way: Timer H (the final response went
+         * out, no ACK came) and a final response it could not send (it
+         * answers 500 itself); the status tells them apart. */
+        if (nta_incoming_status(irq) >= 200)
+            IM_LOG_WARN("event=no_ack sid=%016" PRIx64, s->id);
+        else
+            IM_LOG_WARN("event=answer_send_failed sid=%016" PRIx64
+                        " status=%d",
+                        s->id, nta_incoming_status(irq));
         cp_sip_dispatch(ctx, s, CP_EV_CLIENT_NO_ACK, CP_DIR_CLIENT, 0);
         return 0;
     }
@@ -682,15 +732,46 @@ static int s_client_irq_cb(void *magic, nta_incoming_t *irq,
     return 0;
 }
 
+/* Retry-After of every 503 the CP sends, seconds. */
+#define CP_RETRY_AFTER "5"
+/* The 503s of an overload are logged at most once a second per reason:
+ * in an INVITE storm a line per refused INVITE would itself be a flood.
+ * Each line says how many were not logged since the previous one. */
+#define CP_REJECT_LOG_MS 1000
+
+static im_log_limit_t s_reject_log[CP_REJ_COUNT];
+
+/* 503 with Retry-After to an INVITE the CP has no room for, before any
+ * state is created for it. */
+static int s_reject_503(cp_context_t *ctx, nta_incoming_t *irq,
+                        cp_reject_t why)
+{
+    cp_metrics_invite_rejected(ctx->metrics, why);
+    uint64_t suppressed = 0;
+    if (im_log_limit(&s_reject_log[why], im_clock_ms(), CP_REJECT_LOG_MS,
+                     &suppressed))
+        IM_LOG_WARN("event=invite_rejected status=503 why=%s sessions=%zu "
+                    "pending=%zu suppressed=%" PRIu64,
+                    cp_reject_name(why), cp_sessions_count(ctx->sessions),
+                    cp_sessions_pending(ctx->sessions), suppressed);
+    return s_reply_final(irq, SIP_503_SERVICE_UNAVAILABLE,
+                         SIPTAG_RETRY_AFTER_STR(CP_RETRY_AFTER), TAG_END());
+}
+
 static int s_on_invite(cp_context_t *ctx, nta_incoming_t *irq,
                        sip_t const *sip)
 {
+    /* Capacity first: under a storm a refusal must cost as little as
+     * possible (no SDP parsing). */
     if (ctx->stopping)
-        return s_reply_final(irq, SIP_503_SERVICE_UNAVAILABLE,
-                             SIPTAG_RETRY_AFTER_STR("5"), TAG_END());
+        return s_reject_503(ctx, irq, CP_REJ_SHUTTING_DOWN);
+    if (cp_sessions_count(ctx->sessions) >= ctx->cfg.max_sessions)
+        return s_reject_503(ctx, irq, CP_REJ_MAX_SESSIONS);
+    if (cp_sessions_pending(ctx->sessions) >= ctx->cfg.max_pending)
+        return s_reject_503(ctx, irq, CP_REJ_MAX_PENDING);
     if (!sip->sip_payload || !sip->sip_content_type ||
         !su_casematch(sip->sip_content_type->c_type, "application/sdp")) {
-        im_metric_inc(ctx->metrics->invites_rejected_total);
+        cp_metrics_invite_rejected(ctx->metrics, CP_REJ_NO_OFFER);
         IM_LOG_INFO("event=invite_rejected status=488 why=no_sdp_offer");
         return s_reply_488(irq, "INVITE has no SDP offer");
     }
@@ -698,7 +779,7 @@ static int s_on_invite(cp_context_t *ctx, nta_incoming_t *irq,
     char err[160];
     if (cp_sdp_inspect(sip->sip_payload->pl_data, sip->sip_payload->pl_len,
                        &info, err, sizeof(err)) < 0) {
-        im_metric_inc(ctx->metrics->invites_rejected_total);
+        cp_metrics_invite_rejected(ctx->metrics, CP_REJ_BAD_OFFER);
         char q[200];
         IM_LOG_INFO("event=invite_rejected status=488 why=%s",
                     im_log_quote(q, sizeof(q), err));
@@ -709,24 +790,14 @@ static int s_on_invite(cp_context_t *ctx, nta_incoming_t *irq,
     cp_st_from_sip(sip, &m);
     cp_st_uas_answer(&ctx->st, &m, &a);
     if (a.status == 422) {
-        im_metric_inc(ctx->metrics->invites_rejected_total);
+        cp_metrics_invite_rejected(ctx->metrics, CP_REJ_INTERVAL);
         IM_LOG_INFO("event=invite_rejected status=422 min_se=%u se=%u",
                     a.min_se, m.se);
         return s_reply_422(irq, a.min_se);
     }
-    if (cp_sessions_count(ctx->sessions) >= ctx->cfg.max_sessions) {
-        im_metric_inc(ctx->metrics->invites_rejected_total);
-        IM_LOG_WARN("event=invite_rejected status=503 why=max_sessions");
-        return s_reply_final(irq, SIP_503_SERVICE_UNAVAILABLE,
-                             SIPTAG_RETRY_AFTER_STR("5"), TAG_END());
-    }
     cp_worker_t *w = cp_pool_pick(ctx->pool);
-    if (!w) {
-        im_metric_inc(ctx->metrics->invites_rejected_total);
-        IM_LOG_WARN("event=invite_rejected status=503 why=no_live_worker");
-        return s_reply_final(irq, SIP_503_SERVICE_UNAVAILABLE,
-                             SIPTAG_RETRY_AFTER_STR("5"), TAG_END());
-    }
+    if (!w)
+        return s_reject_503(ctx, irq, CP_REJ_NO_LIVE_WORKER);
     cp_session_t *s = cp_session_new(ctx->sessions);
     if (!s)
         return s_reply_final(irq, SIP_500_INTERNAL_SERVER_ERROR, TAG_END());
@@ -773,6 +844,8 @@ static int s_on_invite(cp_context_t *ctx, nta_incoming_t *irq,
     im_metric_inc(ctx->metrics->sessions_total);
     im_metric_set(ctx->metrics->sessions_active,
                   (int64_t)cp_sessions_count(ctx->sessions));
+    im_metric_set(ctx->metrics->sessions_pending,
+                  (int64_t)cp_sessions_pending(ctx->sessions));
     char q[200];
     IM_LOG_INFO("event=session_created sid=%016" PRIx64 " call_id=%s "
                 "worker=%s transport=%s client_se=%u client_role=%s",
@@ -886,7 +959,8 @@ static void s_op_reject(void *c, cp_session_t *s, int status)
     IM_LOG_INFO("event=invite_answered_error sid=%016" PRIx64 " status=%d",
                 s->id, status);
     s_treply(cl->irq, status, sip_status_phrase(status),
-             TAG_IF(status == 503, SIPTAG_RETRY_AFTER_STR("5")), TAG_END());
+             TAG_IF(status == 503, SIPTAG_RETRY_AFTER_STR(CP_RETRY_AFTER)),
+             TAG_END());
 }
 
 static void s_op_cancel(void *c, cp_session_t *s)
@@ -895,6 +969,92 @@ static void s_op_cancel(void *c, cp_session_t *s)
     cp_leg_t *ctrl = &s->legs[CP_DIR_CONTROLLING];
     if (ctrl->orq && !ctrl->refreshing && nta_outgoing_status(ctrl->orq) < 200)
         nta_outgoing_cancel(ctrl->orq);
+}
+
+/* ---- BYE pacing ----------------------------------------------------- */
+
+static cp_session_t *s_leg_session(cp_leg_t *leg)
+{
+    return (cp_session_t *)(void *)((char *)(leg - leg->dir) -
+                                     offsetof(cp_session_t, legs));
+}
+
+static void s_bye_gauges(cp_context_t *ctx)
+{
+    im_metric_set(ctx->metrics->byes_in_flight, (int64_t)s_sip.byes_in_flight);
+    im_metric_set(ctx->metrics->byes_queued, (int64_t)s_sip.byes_queued);
+}
+
+static void s_bye_enqueue(cp_leg_t *leg, bool with_reason)
+{
+    if (!s_sip.bye_qtail)
+        s_sip.bye_qtail = &s_sip.bye_qhead;
+    leg->bye_with_reason = with_reason;
+    leg->bye_qnext = NULL;
+    leg->bye_qprev = s_sip.bye_qtail;
+    *s_sip.bye_qtail = leg;
+    s_sip.bye_qtail = &leg->bye_qnext;
+    s_sip.byes_queued++;
+}
+
+static void s_bye_unqueue(cp_leg_t *leg)
+{
+    if (!leg->bye_qprev)
+        return;
+    *leg->bye_qprev = leg->bye_qnext;
+    if (leg->bye_qnext)
+        leg->bye_qnext->bye_qprev = leg->bye_qprev;
+    else
+        s_sip.bye_qtail = leg->bye_qprev;
+    leg->bye_qnext = NULL;
+    leg->bye_qprev = NULL;
+    s_sip.byes_queued--;
+}
+
+/* The leg's BYE transaction is over (answered, timed out, or dropped with
+ * its session): its place in the window is free. */
+static void s_bye_finished(cp_leg_t *leg)
+{
+    if (!leg->bye_in_flight)
+        return;
+    leg->bye_in_flight = false;
+    s_sip.byes_in_flight--;
+}
+
+static int s_bye_send(cp_context_t *ctx, cp_session_t *s, cp_dir_t dir,
+                      bool with_reason)
+{
+    cp_leg_t *leg = &s->legs[dir];
+    leg->bye = nta_outgoing_tcreate(
+        leg->nta, s_orq_cb, s, NULL, SIP_METHOD_BYE, NULL,
+        TAG_IF(with_reason, SIPTAG_REASON_STR(CP_REASON_TIMER)), TAG_END());
+    if (!leg->bye) {
+        IM_LOG_ERROR("event=bye_send_failed sid=%016" PRIx64 " leg=%s", s->id,
+                     cp_dir_name(dir));
+        return -EIO;
+    }
+    leg->bye_in_flight = true;
+    s_sip.byes_in_flight++;
+    im_metric_inc(ctx->metrics->bye_sent_total[dir]);
+    IM_LOG_INFO("event=bye_sent sid=%016" PRIx64 " leg=%s cause=%s", s->id,
+                cp_dir_name(dir), cp_cause_name(s->cause));
+    return 0;
+}
+
+/* Sends queued BYEs while the window has room. A BYE that cannot be sent
+ * ends like one that failed. */
+static void s_bye_pump(cp_context_t *ctx)
+{
+    while (s_sip.bye_qhead && s_sip.byes_in_flight < ctx->cfg.bye_window) {
+        cp_leg_t *leg = s_sip.bye_qhead;
+        s_bye_unqueue(leg);
+        cp_session_t *s = s_leg_session(leg);
+        if (s->state == CP_SESS_CLOSED)
+            continue;
+        if (s_bye_send(ctx, s, leg->dir, leg->bye_with_reason) < 0)
+            cp_sip_dispatch(ctx, s, CP_EV_BYE_DONE, leg->dir, 500);
+    }
+    s_bye_gauges(ctx);
 }
 
 static int s_op_bye(void *c, cp_session_t *s, cp_dir_t dir, bool with_reason)
@@ -908,28 +1068,22 @@ static int s_op_bye(void *c, cp_session_t *s, cp_dir_t dir, bool with_reason)
         leg->orq = NULL;
         leg->refreshing = false;
     }
-    leg->bye = nta_outgoing_tcreate(
-        leg->nta, s_orq_cb, s, NULL, SIP_METHOD_BYE, NULL,
-        TAG_IF(with_reason, SIPTAG_REASON_STR(CP_REASON_TIMER)), TAG_END());
-    if (!leg->bye) {
-        IM_LOG_ERROR("event=bye_send_failed sid=%016" PRIx64 " leg=%s", s->id,
-                     cp_dir_name(dir));
-        return -EIO;
+    if (s_sip.bye_qhead || s_sip.byes_in_flight >= ctx->cfg.bye_window) {
+        s_bye_enqueue(leg, with_reason);
+        s_bye_gauges(ctx);
+        return 0;
     }
-    im_metric_inc(ctx->metrics->bye_sent_total[dir]);
-    IM_LOG_INFO("event=bye_sent sid=%016" PRIx64 " leg=%s cause=%s", s->id,
-                cp_dir_name(dir), cp_cause_name(s->cause));
-    return 0;
+    int rc = s_bye_send(ctx, s, dir, with_reason);
+    s_bye_gauges(ctx);
+    return rc;
 }
 
 static int s_op_release(void *c, cp_session_t *s, cp_dir_t dir, int reason)
 {
     cp_context_t *ctx = c;
-    cp_worker_t *w = cp_pool_find(ctx->pool, s->worker);
-    if (!w || w->state == CP_WORKER_DEAD)
-        return -EHOSTUNREACH;
-    if (!cp_build_release(ctx, s->worker, s->id, dir, reason, (int)s->cause))
-        return -EHOSTUNREACH;
+    int rc = cp_workers_release_leg(ctx, s, dir, reason);
+    if (rc < 0)
+        return rc;
     im_metric_inc(ctx->metrics->releases_sent_total[dir]);
     IM_LOG_INFO("event=release_sent sid=%016" PRIx64 " direction=%s "
                 "reason=%s cause=%s worker=%s",
@@ -971,6 +1125,7 @@ static void s_reap(im_timer_t *t, void *arg)
         }
         cp_session_free(ctx->sessions, &s);
     }
+    s_bye_pump(ctx);
 }
 
 /* Phase one of teardown: out of the table and the worker's count at once;
@@ -980,14 +1135,16 @@ static void s_op_closed(void *c, cp_session_t *s)
     cp_context_t *ctx = c;
     s->state = CP_SESS_CLOSED;
     s_op_stop_timers(c, s);
-    cp_worker_t *w = cp_pool_find(ctx->pool, s->worker);
-    if (w && w->sessions > 0) {
-        w->sessions--;
-        cp_metrics_worker_sync(ctx->metrics, w);
+    /* Its BYEs leave the queue and the window (s_reap sends the next). */
+    for (int d = 0; d < CP_DIR_COUNT; d++) {
+        s_bye_unqueue(&s->legs[d]);
+        s_bye_finished(&s->legs[d]);
     }
-    cp_session_detach(ctx->sessions, s);
+    cp_workers_session_closed(ctx, s);
     im_metric_set(ctx->metrics->sessions_active,
                   (int64_t)cp_sessions_count(ctx->sessions));
+    im_metric_set(ctx->metrics->sessions_pending,
+                  (int64_t)cp_sessions_pending(ctx->sessions));
     IM_LOG_INFO("event=session_closed sid=%016" PRIx64 " cause=%s "
                 "client_release=%s controlling_release=%s duration_ms=%" PRIu64,
                 s->id, cp_cause_name(s->cause),
@@ -1071,7 +1228,8 @@ int cp_sip_start(cp_context_t *ctx)
                 NTATAG_SIP_T1X64(64 * ctx->cfg.sip_t1), NTATAG_CANCEL_487(1),
                 NTATAG_SERVER_RPORT(1), NTATAG_MAX_PROCEEDING(500000),
                 TPTAG_TIMEOUT(CP_SIP_INCOMPLETE_MS),
-                TPTAG_UDP_RMEM(CP_SIP_UDP_RMEM), TAG_END());
+                TPTAG_UDP_RMEM(CP_SIP_UDP_RMEM),
+                TPTAG_UDP_WMEM(CP_SIP_UDP_WMEM), TAG_END());
             if (!ctx->agent) {
                 IM_LOG_ERROR("event=sip_listen_failed url=%s err=\"%s\"", url,
                              strerror(errno));
@@ -1080,6 +1238,7 @@ int cp_sip_start(cp_context_t *ctx)
         } else if (nta_agent_add_tport(ctx->agent, (url_string_t *)url,
                                        TPTAG_TIMEOUT(CP_SIP_INCOMPLETE_MS),
                                        TPTAG_UDP_RMEM(CP_SIP_UDP_RMEM),
+                                       TPTAG_UDP_WMEM(CP_SIP_UDP_WMEM),
                                        TAG_END()) < 0) {
             IM_LOG_ERROR("event=sip_listen_failed url=%s err=\"%s\"", url,
                          strerror(errno));

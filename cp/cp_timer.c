@@ -3,6 +3,7 @@
 #include <stdlib.h>
 
 #include "im_clock.h"
+#include "im_log.h"
 
 /* Upper bound on a single sleep; the wheel's next_expiry is only a lower
  * bound beyond its first level, so long sleeps are cut into steps. */
@@ -26,6 +27,8 @@ static void s_fire(su_root_magic_t *magic, su_timer_t *t, su_timer_arg_t *arg)
     uint64_t now = im_clock_ms();
     im_wheel_advance(d->wheel, now);
     s_reschedule(d, im_clock_ms());
+    /* The loop waits right after its timers: what they logged goes now. */
+    im_log_flush();
 }
 
 static void s_reschedule(cp_timer_driver_t *d, uint64_t now)

@@ -1,5 +1,6 @@
 #include "cp_workers.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -298,7 +299,8 @@ void cp_workers_on_drain_result(cp_context_t *ctx, cp_worker_t *w,
                                 const im_env_t *env)
 {
     cp_cmd_info_t info;
-    if (!cp_path_complete(ctx->path, w->id, env->reply_to, &info))
+    if (!cp_handler_complete(ctx, w, env, IMSPLIT__V1__ENVELOPE__BODY_DRAIN,
+                             &info))
         return;
     IM_LOG_DEBUG("event=drain_acked worker=%s status=%s", w->id,
                  im_proto_status_name(env->drain_result->status));
@@ -379,4 +381,25 @@ void cp_workers_stop(cp_context_t *ctx)
     cp_timer_cancel(ctx->timers, &ctx->heartbeat_timer);
     cp_timer_cancel(ctx->timers, &ctx->audit_timer);
     cp_pool_foreach(ctx->pool, s_cancel_liveness, ctx);
+}
+
+int cp_workers_release_leg(cp_context_t *ctx, const cp_session_t *s,
+                           cp_dir_t dir, int reason)
+{
+    cp_worker_t *w = cp_pool_find(ctx->pool, s->worker);
+    if (!w || w->state == CP_WORKER_DEAD)
+        return -EHOSTUNREACH;
+    if (!cp_build_release(ctx, s->worker, s->id, dir, reason, (int)s->cause))
+        return -EHOSTUNREACH;
+    return 0;
+}
+
+void cp_workers_session_closed(cp_context_t *ctx, cp_session_t *s)
+{
+    cp_worker_t *w = cp_pool_find(ctx->pool, s->worker);
+    if (w && w->sessions > 0) {
+        w->sessions--;
+        cp_metrics_worker_sync(ctx->metrics, w);
+    }
+    cp_session_detach(ctx->sessions, s);
 }

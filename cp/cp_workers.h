@@ -18,6 +18,7 @@
 #include <stddef.h>
 
 #include "cp_context.h"
+#include "cp_session.h"
 #include "cp_pool.h"
 #include "im_proto.h"
 
@@ -40,6 +41,15 @@ void cp_workers_on_inventory(cp_context_t *ctx, cp_worker_t *w,
 void cp_workers_audit_failed(cp_context_t *ctx, const char *worker);
 
 /* Starts the heartbeat and audit timers; stop before the context goes. */
+/* ReleaseLeg for one direction of s, sent to its worker if that worker is
+ * still known and not dead: 0, or -EHOSTUNREACH (nothing to release
+ * there; the caller treats the direction as released). */
+int cp_workers_release_leg(cp_context_t *ctx, const cp_session_t *s,
+                           cp_dir_t dir, int reason);
+/* A closed session leaves its worker's count and the session table (it is
+ * freed later, by whoever owns its remaining objects). */
+void cp_workers_session_closed(cp_context_t *ctx, cp_session_t *s);
+
 void cp_workers_start(cp_context_t *ctx);
 void cp_workers_stop(cp_context_t *ctx);
 

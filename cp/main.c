@@ -28,6 +28,13 @@ static cp_context_t s_ctx;
 static im_timer_t s_stop_timer;
 static uint64_t s_stop_deadline;
 
+static void s_flush_log(su_prepoll_magic_t *magic, su_root_t *root)
+{
+    (void)magic;
+    (void)root;
+    im_log_flush();
+}
+
 static void s_on_signal(int sig)
 {
     unsigned char b = (unsigned char)sig;
@@ -168,7 +175,14 @@ int main(int argc, char **argv)
                 (unsigned long long)ctx->epoch, ctx->cfg.ctl,
                 ctx->cfg.next_hop ? ctx->cfg.next_hop : "request-uri",
                 ctx->cfg.session_expires, ctx->cfg.min_se);
+    /* Log lines go out once per loop turn: before each wait (prepoll),
+     * and after the timer wheel ran (cp_timer), since the loop waits
+     * right after running timers. */
+    im_log_buffer_start();
+    su_root_add_prepoll(ctx->root, s_flush_log, NULL);
     su_root_run(ctx->root);
+    su_root_remove_prepoll(ctx->root);
+    im_log_buffer_stop();
     IM_LOG_INFO("event=stopped sessions_left=%zu commands_pending=%zu",
                 cp_sessions_count(ctx->sessions), cp_path_pending(ctx->path));
     rc = 0;

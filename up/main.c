@@ -32,10 +32,20 @@ static bool s_signals_open;
 /* Bounds the drain that the first SIGTERM starts. */
 static uv_timer_t s_grace;
 static bool s_grace_open;
+/* Writes the log lines of one loop turn before the loop waits (prepare
+ * handles run after timers, just before the poll). Unreferenced: it does
+ * not keep the loop alive. */
+static uv_prepare_t s_log_flush;
 
 /* Phase one of the teardown: everything that can call back is closed, so
  * the loop ends once the closes have run. Safe on a partial startup.
  * `reason` goes to the CP in a Deregister (NULL: none is sent). */
+static void s_on_log_flush(uv_prepare_t *h)
+{
+    (void)h;
+    im_log_flush();
+}
+
 static void s_stop(up_context_t *ctx, int signum, const char *reason)
 {
     if (ctx->stopping)
@@ -158,6 +168,10 @@ int main(int argc, char **argv)
     }
     ctx->loop = &loop;
     int exit_code = 1;
+    uv_prepare_init(&loop, &s_log_flush);
+    uv_prepare_start(&s_log_flush, s_on_log_flush);
+    uv_unref((uv_handle_t *)&s_log_flush);
+    im_log_buffer_start();
 
     ctx->wheel = im_wheel_new(im_clock_ms());
     ctx->timers = ctx->wheel ? up_timer_driver_new(&loop, ctx->wheel) : NULL;
@@ -226,6 +240,8 @@ int main(int argc, char **argv)
     uv_run(&loop, UV_RUN_DEFAULT);
     exit_code = 0;
 out:
+    im_log_buffer_stop();
+    uv_close((uv_handle_t *)&s_log_flush, NULL);
     s_stop(ctx, 0, NULL);
     /* Phase two: run the closes, then free what they no longer touch. */
     uv_run(&loop, UV_RUN_DEFAULT);

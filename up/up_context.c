@@ -6,7 +6,7 @@
 
 #include "im_config.h"
 
-#define UP_NOPTS 17
+#define UP_NOPTS 18
 
 /* One option table for parsing and for --help. */
 static void s_options(up_config_t *cfg, im_opt_t *opts)
@@ -29,6 +29,9 @@ static void s_options(up_config_t *cfg, im_opt_t *opts)
          "read (back-pressure)"},
         {"max-msg", IM_OPT_UINT, &cfg->max_msg, 1024, 0xffffffffu,
          "largest MSRP message relayed, bytes (413 beyond)"},
+        {"max-unbound", IM_OPT_UINT, &cfg->max_unbound, 1, 1000000,
+         "accepted MSRP connections waiting for their first SEND at most; "
+         "beyond, the oldest is closed to make room"},
         {"txn-timeout-ms", IM_OPT_UINT, &cfg->txn_timeout_ms, 100, 600000,
          "a forwarded SEND unanswered this long fails with 408; also how "
          "long a frame waits for its leg to connect"},
@@ -68,6 +71,7 @@ static void s_defaults(up_config_t *cfg)
     cfg->leg_buffer = 65536;
     cfg->max_msg = 64u << 20;
     cfg->txn_timeout_ms = 30000;
+    cfg->max_unbound = 1024;
     cfg->leg_idle_ms = 0;
     cfg->result_cache_ms = 30000;
     cfg->result_cache_max = 65536;

@@ -30,6 +30,8 @@ typedef struct {
     uint32_t leg_buffer;   /* bytes queued towards a leg before its source
                               stops being read */
     uint32_t max_msg;      /* largest MSRP message relayed (413 beyond) */
+    uint32_t max_unbound;  /* accepted connections waiting for their first
+                              SEND; beyond, the oldest is closed */
     uint32_t txn_timeout_ms; /* a forwarded SEND unanswered this long: 408;
                                 also how long a frame waits for its leg */
     uint32_t leg_idle_ms;  /* LegEvent IDLE after this long without bytes;

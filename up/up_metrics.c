@@ -42,6 +42,25 @@ void up_metrics_protocol_error(up_metrics_t *m, up_perr_t kind)
         im_metric_inc(m->protocol_errors_total[kind]);
 }
 
+const char *up_drop_name(up_drop_t why)
+{
+    static const char *const names[UP_DROP_COUNT] = {
+        [UP_DROP_UNBOUND_LIMIT] = "unbound_limit",
+        [UP_DROP_FD_LIMIT] = "fd_limit",
+    };
+    return (unsigned)why < UP_DROP_COUNT ? names[why] : "?";
+}
+
+const char *up_pause_name(up_pause_t why)
+{
+    static const char *const names[UP_PAUSE_COUNT] = {
+        [UP_PAUSE_FD_LIMIT] = "fd_limit",
+        [UP_PAUSE_NO_MEMORY] = "no_memory",
+        [UP_PAUSE_ERROR] = "error",
+    };
+    return (unsigned)why < UP_PAUSE_COUNT ? names[why] : "?";
+}
+
 up_metrics_t *up_metrics_new(void)
 {
     up_metrics_t *m = calloc(1, sizeof(*m));
@@ -89,6 +108,27 @@ up_metrics_t *up_metrics_new(void)
         "imsplit_up_msrp_rejected_total",
         "Incoming MSRP connections closed before naming a leg",
         IM_METRIC_COUNTER, NULL);
+    m->msrp_conns_unbound = im_metrics_add(r, "imsplit_up_msrp_conns_unbound",
+        "Accepted MSRP connections not bound to a leg (waiting for their "
+        "first SEND, or being turned away)", IM_METRIC_GAUGE, NULL);
+    for (int k = 0; k < UP_DROP_COUNT; k++) {
+        char labels[48];
+        snprintf(labels, sizeof(labels), "why=\"%s\"",
+                 up_drop_name((up_drop_t)k));
+        m->msrp_conns_dropped_total[k] = im_metrics_add(r,
+            "imsplit_up_msrp_conns_dropped_total",
+            "Unbound MSRP connections closed unread to make room for new "
+            "ones (the oldest goes), by reason", IM_METRIC_COUNTER, labels);
+    }
+    for (int k = 0; k < UP_PAUSE_COUNT; k++) {
+        char labels[48];
+        snprintf(labels, sizeof(labels), "why=\"%s\"",
+                 up_pause_name((up_pause_t)k));
+        m->msrp_accept_paused_total[k] = im_metrics_add(r,
+            "imsplit_up_msrp_accept_paused_total",
+            "Times the MSRP listener stopped accepting for a back-off "
+            "because accept() failed, by reason", IM_METRIC_COUNTER, labels);
+    }
     m->frames_dropped_total = im_metrics_add(r,
         "imsplit_up_frames_dropped_total",
         "MSRP frames not delivered: towards a released or unreachable leg, "

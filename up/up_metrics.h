@@ -27,6 +27,23 @@ typedef enum {
     UP_PERR_COUNT
 } up_perr_t;
 
+/* Why an accepted MSRP connection was closed unread to make room: the
+ * why= label of imsplit_up_msrp_conns_dropped_total. */
+typedef enum {
+    UP_DROP_UNBOUND_LIMIT, /* --max-unbound connections waited for a SEND */
+    UP_DROP_FD_LIMIT,      /* accept() found no file descriptor left */
+    UP_DROP_COUNT
+} up_drop_t;
+
+/* Why the MSRP listener stopped accepting for a while: the why= label of
+ * imsplit_up_msrp_accept_paused_total. */
+typedef enum {
+    UP_PAUSE_FD_LIMIT, /* EMFILE/ENFILE and no unbound connection to close */
+    UP_PAUSE_NO_MEMORY, /* ENOBUFS/ENOMEM */
+    UP_PAUSE_ERROR,     /* any other accept() failure */
+    UP_PAUSE_COUNT
+} up_pause_t;
+
 struct up_metrics {
     im_metrics_t *reg;
     im_metric_t *legs_active;
@@ -38,6 +55,9 @@ struct up_metrics {
     im_metric_t *protocol_errors_total[UP_PERR_COUNT];
     im_metric_t *leg_connect_failed_total;
     im_metric_t *msrp_rejected_total;
+    im_metric_t *msrp_conns_unbound;
+    im_metric_t *msrp_conns_dropped_total[UP_DROP_COUNT];
+    im_metric_t *msrp_accept_paused_total[UP_PAUSE_COUNT];
     im_metric_t *frames_dropped_total;
     im_metric_t *msrp_frames_relayed_total;
     im_metric_t *msrp_framing_errors_total;
@@ -62,6 +82,9 @@ const char *up_perr_name(up_perr_t kind);
 /* The kind for an im_proto_unpack() error. */
 up_perr_t up_perr_from_proto(im_proto_err_t err);
 void up_metrics_protocol_error(up_metrics_t *m, up_perr_t kind);
+
+const char *up_drop_name(up_drop_t why);
+const char *up_pause_name(up_pause_t why);
 
 /* Copies legs_active, sockets_open and buffer_bytes from the table. */
 void up_metrics_sync(up_metrics_t *m, const up_legs_t *legs);

@@ -1,6 +1,7 @@
 #include "up_msrp.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdbool.h>
@@ -8,6 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "im_clock.h"
 #include "im_config.h"
@@ -20,8 +24,24 @@
 #include "up_relay.h"
 #include "up_timer.h"
 
-/* Connections no leg owns, beyond which new ones are refused. */
-#define UP_MSRP_LOOSE_MAX 4096
+/* Connections accepted per wake-up of the listener: a storm of new
+ * connections still leaves loop turns to the legs. */
+#define UP_MSRP_ACCEPT_BATCH 64
+#define UP_MSRP_BACKLOG 511
+/* Descriptors kept free of connections that have not sent their first
+ * SEND, for what the worker needs besides its legs' sockets (metrics
+ * requests, the control channel reconnecting): a storm of silent
+ * connections cannot take the last of RLIMIT_NOFILE. */
+#define UP_MSRP_FD_RESERVE 64
+/* accept() failed with nothing to give back (no unbound connection to
+ * close for a descriptor, no memory, an unknown error): the listener rests
+ * this long, doubling while it keeps failing, instead of being woken again
+ * at once by the same waiting connection. */
+#define UP_MSRP_ACCEPT_PAUSE_MIN_MS 100
+#define UP_MSRP_ACCEPT_PAUSE_MAX_MS 1600
+/* Lines a connection storm can cause: at most one a second per kind, each
+ * telling how many were not written. */
+#define UP_MSRP_FLOOD_LOG_MS 1000
 /* How long a 481 may take to leave before the connection is cut. */
 #define UP_MSRP_REJECT_MS 2000
 /* Largest read, and the smallest one offered when the queue towards a
@@ -109,9 +129,10 @@ struct up_conn {
     uint64_t refused[UP_MSRP_REFUSED]; /* ring of Message-ID hashes */
     unsigned refused_n;
     unsigned refused_next;
-    struct up_conn *prev_loose;
-    struct up_conn *next_loose;
+    struct up_conn *prev_loose; /* newer */
+    struct up_conn *next_loose; /* older */
     bool loose;
+    uint64_t accepted_ms;
     uint64_t id;
     char peer[64];
 };
@@ -149,11 +170,27 @@ typedef struct {
 
 struct up_msrp {
     up_context_t *ctx;
-    uv_tcp_t listener;
+    /* The listening socket is the worker's own (not a libuv stream), so
+     * that a failing accept() is seen: libuv would quietly accept and
+     * close on EMFILE. */
+    int lfd;
+    uv_poll_t listener;
     bool listener_open;
     bool closed;
     bool free_on_close;
-    up_conn_t *loose;
+    im_timer_t accept_timer; /* ends a pause of the listener */
+    uint64_t accept_pause_ms; /* last pause; 0 after an accept succeeds */
+    uint64_t fd_limit;        /* RLIMIT_NOFILE, read at each wake-up */
+    /* Descriptors the process held before any connection (ZeroMQ, the
+     * metrics server, the loop), counted at the listener's first wake-up;
+     * with the legs' sockets and the reserve, what unbound connections
+     * may not take. */
+    uint64_t fd_baseline;
+    bool fd_baseline_known;
+    im_log_limit_t drop_log[UP_DROP_COUNT];
+    im_log_limit_t pause_log;
+    up_conn_t *loose;      /* newest first */
+    up_conn_t *loose_tail; /* oldest */
     size_t nloose;
     uint64_t next_id;
     /* Input of the connection being processed: its carry, then one read. */
@@ -309,8 +346,11 @@ static void s_loose_add(up_msrp_t *m, up_conn_t *c)
     c->next_loose = m->loose;
     if (m->loose)
         m->loose->prev_loose = c;
+    else
+        m->loose_tail = c;
     m->loose = c;
     m->nloose++;
+    im_metric_set(m->ctx->metrics->msrp_conns_unbound, (int64_t)m->nloose);
 }
 
 static void s_loose_del(up_msrp_t *m, up_conn_t *c)
@@ -323,9 +363,12 @@ static void s_loose_del(up_msrp_t *m, up_conn_t *c)
         m->loose = c->next_loose;
     if (c->next_loose)
         c->next_loose->prev_loose = c->prev_loose;
+    else
+        m->loose_tail = c->prev_loose;
     c->prev_loose = c->next_loose = NULL;
     c->loose = false;
     m->nloose--;
+    im_metric_set(m->ctx->metrics->msrp_conns_unbound, (int64_t)m->nloose);
 }
 
 static void s_on_closed(uv_handle_t *h)
@@ -1635,31 +1678,111 @@ static void s_peer_name(up_conn_t *c)
     }
 }
 
-static void s_on_connection(uv_stream_t *server, int status)
+/* Closes the oldest connection no leg owns, to make room for a new one:
+ * under a storm of connections that never speak, a client that sends its
+ * SEND at once still gets in. False if there is none. */
+static bool s_drop_oldest(up_msrp_t *m, up_drop_t why)
 {
-    up_msrp_t *m = server->data;
-    if (status < 0) {
-        IM_LOG_WARN("event=msrp_accept_failed err=\"%s\"",
-                    uv_strerror(status));
+    up_conn_t *c = m->loose_tail;
+    if (!c)
+        return false;
+    up_context_t *ctx = m->ctx;
+    im_metric_inc(ctx->metrics->msrp_conns_dropped_total[why]);
+    uint64_t now = im_clock_ms(), suppressed = 0;
+    if (im_log_limit(&m->drop_log[why], now, UP_MSRP_FLOOD_LOG_MS,
+                     &suppressed))
+        IM_LOG_WARN("event=msrp_conn_dropped why=%s conn=%" PRIu64
+                    " peer=%s age_ms=%" PRIu64 " unbound=%zu suppressed=%"
+                    PRIu64 " node=%s",
+                    up_drop_name(why), c->id, c->peer, now - c->accepted_ms,
+                    m->nloose, suppressed, ctx->cfg.id);
+    s_close(c); /* closes the descriptor now; takes it off the list */
+    return true;
+}
+
+static void s_on_listen(uv_poll_t *h, int status, int events);
+
+static void s_on_accept_timer(im_timer_t *t, void *arg)
+{
+    (void)t;
+    up_msrp_t *m = arg;
+    if (m->closed || !m->listener_open)
         return;
-    }
+    int rc = uv_poll_start(&m->listener, UV_READABLE, s_on_listen);
+    if (rc < 0)
+        IM_LOG_ERROR("event=msrp_accept_resume_failed err=\"%s\" node=%s",
+                     uv_strerror(rc), m->ctx->cfg.id);
+}
+
+/* accept() keeps failing and nothing can be given back: stop watching
+ * the listener for a while. Waiting connections stay in the kernel's
+ * backlog (beyond it, new ones are not answered and their senders retry). */
+static void s_accept_pause(up_msrp_t *m, up_pause_t why, int err)
+{
+    up_context_t *ctx = m->ctx;
+    m->accept_pause_ms = m->accept_pause_ms ? m->accept_pause_ms * 2
+                                            : UP_MSRP_ACCEPT_PAUSE_MIN_MS;
+    if (m->accept_pause_ms > UP_MSRP_ACCEPT_PAUSE_MAX_MS)
+        m->accept_pause_ms = UP_MSRP_ACCEPT_PAUSE_MAX_MS;
+    (void)uv_poll_stop(&m->listener);
+    up_timer_arm_in(ctx->timers, &m->accept_timer, m->accept_pause_ms);
+    im_metric_inc(ctx->metrics->msrp_accept_paused_total[why]);
+    uint64_t suppressed = 0;
+    if (im_log_limit(&m->pause_log, im_clock_ms(), UP_MSRP_FLOOD_LOG_MS,
+                     &suppressed))
+        IM_LOG_WARN("event=msrp_accept_paused why=%s err=\"%s\" pause_ms=%"
+                    PRIu64 " unbound=%zu suppressed=%" PRIu64 " node=%s",
+                    up_pause_name(why), strerror(err), m->accept_pause_ms,
+                    m->nloose, suppressed, ctx->cfg.id);
+}
+
+/* Open descriptors of the process (0 if /proc cannot tell). */
+static uint64_t s_count_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    if (!d)
+        return 0;
+    uint64_t n = 0;
+    for (struct dirent *e; (e = readdir(d)) != NULL;)
+        if (e->d_name[0] != '.')
+            n++;
+    closedir(d);
+    return n > 0 ? n - 1 : 0; /* not the directory's own */
+}
+
+/* Unbound connections the descriptor limit leaves room for. */
+static uint64_t s_loose_cap(const up_msrp_t *m)
+{
+    uint64_t used = m->fd_baseline + UP_MSRP_FD_RESERVE +
+                    up_legs_sockets(m->ctx->legs);
+    return m->fd_limit > used ? m->fd_limit - used : 0;
+}
+
+/* Takes an accepted socket: an unbound connection waiting for its first
+ * SEND. The oldest such one is closed first if --max-unbound are waiting
+ * or if one more would cut into the descriptor reserve. */
+static void s_accept_fd(up_msrp_t *m, int fd)
+{
+    if (m->nloose + 1 > s_loose_cap(m))
+        (void)s_drop_oldest(m, UP_DROP_FD_LIMIT);
+    else if (m->nloose >= m->ctx->cfg.max_unbound)
+        (void)s_drop_oldest(m, UP_DROP_UNBOUND_LIMIT);
     up_conn_t *c = s_conn_new(m);
     if (!c) {
+        close(fd);
         IM_LOG_ERROR("event=msrp_accept_failed err=out_of_memory");
         return;
     }
-    int rc = uv_accept(server, (uv_stream_t *)&c->tcp);
+    int rc = uv_tcp_open(&c->tcp, fd);
     if (rc < 0) {
+        close(fd);
         IM_LOG_WARN("event=msrp_accept_failed err=\"%s\"", uv_strerror(rc));
         s_close(c);
         return;
     }
+    c->accepted_ms = im_clock_ms();
     s_peer_name(c);
     s_loose_add(m, c);
-    if (m->nloose > UP_MSRP_LOOSE_MAX) {
-        s_drop(c, "too_many_unbound");
-        return;
-    }
     up_frame_limits(&c->frame, UP_MSRP_UNBOUND_MAX, 0);
     (void)uv_tcp_nodelay(&c->tcp, 1);
     rc = uv_read_start((uv_stream_t *)&c->tcp, s_on_alloc, s_on_read);
@@ -1671,6 +1794,73 @@ static void s_on_connection(uv_stream_t *server, int status)
     up_timer_arm_in(m->ctx->timers, &c->timer, UP_MSRP_BIND_MS);
     IM_LOG_DEBUG("event=msrp_conn_accepted conn=%" PRIu64 " peer=%s", c->id,
                  c->peer);
+}
+
+static void s_on_listen(uv_poll_t *h, int status, int events)
+{
+    (void)events;
+    up_msrp_t *m = h->data;
+    if (m->closed)
+        return;
+    if (status < 0) {
+        s_accept_pause(m, UP_PAUSE_ERROR, -status);
+        return;
+    }
+    if (!m->fd_baseline_known) {
+        m->fd_baseline = s_count_fds();
+        m->fd_baseline_known = true;
+    }
+    /* Read each time: an operator may change it on a running process. */
+    struct rlimit rl;
+    m->fd_limit = getrlimit(RLIMIT_NOFILE, &rl) == 0 &&
+                          rl.rlim_cur != RLIM_INFINITY
+                      ? (uint64_t)rl.rlim_cur
+                      : UINT64_MAX;
+    for (int i = 0; i < UP_MSRP_ACCEPT_BATCH; i++) {
+        int fd = accept4(m->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd >= 0) {
+            m->accept_pause_ms = 0;
+            s_accept_fd(m, fd);
+            continue;
+        }
+        int err = errno;
+        switch (err) {
+        case EAGAIN:
+#if EWOULDBLOCK != EAGAIN
+        case EWOULDBLOCK:
+#endif
+            return;
+        case EINTR:
+        case ECONNABORTED:
+        /* Linux passes on network errors of the connection being taken;
+         * it is gone, the next one may be fine. */
+        case EPROTO:
+        case ENOPROTOOPT:
+        case EHOSTDOWN:
+        case ENONET:
+        case EHOSTUNREACH:
+        case ENETDOWN:
+        case ENETUNREACH:
+        case EPERM:
+            continue;
+        case EMFILE:
+        case ENFILE:
+            /* A descriptor held by a connection that has not said who it
+             * is goes first; only bound legs left: rest. */
+            if (s_drop_oldest(m, UP_DROP_FD_LIMIT))
+                continue;
+            s_accept_pause(m, UP_PAUSE_FD_LIMIT, err);
+            return;
+        case ENOBUFS:
+        case ENOMEM:
+            s_accept_pause(m, UP_PAUSE_NO_MEMORY, err);
+            return;
+        default:
+            s_accept_pause(m, UP_PAUSE_ERROR, err);
+            return;
+        }
+    }
+    /* More may wait: the level-triggered poll wakes us again next turn. */
 }
 
 /* ---- connecting out --------------------------------------------------- */
@@ -1791,6 +1981,8 @@ int up_msrp_connect(up_msrp_t *m, up_leg_t *leg)
 
 static void s_free(up_msrp_t *m)
 {
+    if (m->lfd >= 0)
+        close(m->lfd);
     free(m->rbuf);
     free(m->scratch);
     free(m);
@@ -1799,9 +1991,13 @@ static void s_free(up_msrp_t *m)
 static void s_on_handle_closed(uv_handle_t *h)
 {
     up_msrp_t *m = h->data;
-    if (h == (uv_handle_t *)&m->listener)
+    if (h == (uv_handle_t *)&m->listener) {
+        /* The poll handle no longer watches it: the descriptor can go. */
         m->listener_open = false;
-    else
+        if (m->lfd >= 0)
+            close(m->lfd);
+        m->lfd = -1;
+    } else
         m->turn_end_open = false;
     if (m->free_on_close && !m->listener_open && !m->turn_end_open)
         s_free(m);
@@ -1825,19 +2021,33 @@ static int s_listen(up_msrp_t *m)
                      ctx->cfg.msrp);
         return -EINVAL;
     }
-    int rc = uv_tcp_init(ctx->loop, &m->listener);
-    if (rc < 0)
+    socklen_t alen = ss.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                              : sizeof(struct sockaddr_in);
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                    0);
+    if (fd < 0) {
+        int rc = -errno;
+        IM_LOG_ERROR("event=msrp_listen_failed addr=%s err=\"%s\"",
+                     ctx->cfg.msrp, strerror(-rc));
         return rc;
-    m->listener.data = m;
-    m->listener_open = true;
-    rc = uv_tcp_bind(&m->listener, (struct sockaddr *)&ss, 0);
-    if (rc == 0)
-        rc = uv_listen((uv_stream_t *)&m->listener, 511, s_on_connection);
+    }
+    m->lfd = fd;
+    int one = 1;
     struct sockaddr_storage bound;
-    int blen = sizeof(bound);
+    socklen_t blen = sizeof(bound);
+    int rc = 0;
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+        bind(fd, (struct sockaddr *)&ss, alen) < 0 ||
+        listen(fd, UP_MSRP_BACKLOG) < 0 ||
+        getsockname(fd, (struct sockaddr *)&bound, &blen) < 0)
+        rc = -errno;
     if (rc == 0)
-        rc = uv_tcp_getsockname(&m->listener, (struct sockaddr *)&bound,
-                                &blen);
+        rc = uv_poll_init(ctx->loop, &m->listener, fd);
+    if (rc == 0) {
+        m->listener.data = m;
+        m->listener_open = true;
+        rc = uv_poll_start(&m->listener, UV_READABLE, s_on_listen);
+    }
     if (rc < 0) {
         IM_LOG_ERROR("event=msrp_listen_failed addr=%s err=\"%s\"",
                      ctx->cfg.msrp, uv_strerror(rc));
@@ -1868,6 +2078,8 @@ up_msrp_t *up_msrp_new(up_context_t *ctx)
     if (!m)
         return NULL;
     m->ctx = ctx;
+    m->lfd = -1;
+    im_timer_init(&m->accept_timer, s_on_accept_timer, m);
     m->rnd_off = sizeof(m->rnd);
     /* A header block may wait whole in a connection's carry while the
      * next read lands after it. */
@@ -1904,6 +2116,7 @@ void up_msrp_close(up_msrp_t *m)
         return;
     s_defer_flush(m);
     m->closed = true;
+    up_timer_cancel(m->ctx->timers, &m->accept_timer);
     while (m->loose) {
         up_conn_t *c = m->loose;
         IM_LOG_DEBUG("event=msrp_conn_closed conn=%" PRIu64 " why=shutdown",

@@ -11,6 +11,15 @@
  * are closed. ConnectLeg with a passive peer connects out instead and sends
  * an empty SEND at once (RFC 4975 section 5.4, RFC 6135).
  *
+ * Accepting. At most --max-unbound connections wait for their first SEND,
+ * and they never take the last descriptors under RLIMIT_NOFILE (a reserve
+ * beyond the legs' sockets): past either bound each new connection closes
+ * the oldest waiting one, so that under a storm of silent connections a
+ * client that speaks at once still gets in. When accept() fails with
+ * nothing to give back (EMFILE with no waiting connection, no memory) the
+ * listener is not watched for a back-off that doubles while it keeps
+ * failing. Both are counted and logged at most once a second.
+ *
  * Relay (rules in up_relay.h). Input is read into one worker-wide buffer
  * and parsed in place; body bytes are written to the other leg straight
  * from it (uv_try_write of iovecs), and only what the socket does not take

@@ -5,10 +5,11 @@
 #   tests/fuzz/run.sh [SECONDS] [TARGET...]
 #
 # SECONDS per target: the argument, else $IMSPLIT_FUZZ_SECONDS, else 20.
-# TARGETs (fuzz_msrp, fuzz_sdp, fuzz_proto, fuzz_sip, fuzz_config) narrow
-# the run. $IMSPLIT_FUZZ_BUILD_DIR overrides build-fuzz/. Exits non-zero
-# when a target crashes, leaks, trips a sanitizer or one of its checks; the
-# input is kept under BUILD/tests/fuzz/artifacts/<target>/. Needs clang and
+# TARGETs (fuzz_msrp, fuzz_sdp, fuzz_proto, fuzz_sip, fuzz_config,
+# fuzz_ctl_script, fuzz_up_handler, fuzz_cp_handler) narrow the run.
+# $IMSPLIT_FUZZ_BUILD_DIR overrides build-fuzz/. Exits non-zero when a
+# target crashes, leaks, trips a sanitizer or one of its checks; the input
+# is kept under BUILD/tests/fuzz/artifacts/<target>/. Needs clang and
 # libFuzzer: apt-get install -y clang libclang-rt-14-dev.
 set -euo pipefail
 

@@ -97,7 +97,9 @@ expect audio status=488 warning='399 imsplit "no active m=message TCP/MSRP line"
 expect no_path status=488 warning='399 imsplit "MSRP m-line has no a=path"'
 expect garbage_sdp status=488
 t_assert_metric cp "imsplit_cp_sip_responses_total{direction=\"sent\",code=\"488\"}" -eq 5
-t_assert_metric cp imsplit_cp_invites_rejected_total -eq 9
+t_assert_metric cp 'imsplit_cp_invites_rejected_total{why="interval_too_small"}' -eq 4
+t_assert_metric cp 'imsplit_cp_invites_rejected_total{why="no_sdp_offer"}' -eq 2
+t_assert_metric cp 'imsplit_cp_invites_rejected_total{why="bad_sdp_offer"}' -eq 3
 h_assert_log cp -eq 2 event=invite_rejected status=488 why=no_sdp_offer
 
 t_log "requests outside any dialog"

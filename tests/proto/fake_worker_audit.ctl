@@ -7,8 +7,11 @@
 send register node_id=$ID msrp_address=127.0.0.1:$MSRP_PORT capacity=10
 expect register_ack within=10000
 auto-heartbeat on
-# The CP audits every worker that registers; nothing is here yet.
+# The CP audits every worker that registers; nothing is here yet. A
+# result of another kind naming the Audit's seq must not end it: the
+# inventory still does, and the audits go on.
 expect audit as AU0
+reply AU0 release_leg_result status=OK session_id=0xbeef direction=client
 reply AU0 inventory last=true
 
 expect allocate_leg direction=client as AC within=20000

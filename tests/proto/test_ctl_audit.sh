@@ -2,7 +2,9 @@
 # The CP's leg audit against a fake worker that answers with a wrong
 # inventory (two pages): a leg the CP holds but the worker does not list
 # ends its session (BYE to both sipps, both directions released), and a leg
-# only the worker lists is released with reason RELEASE_AUDIT.
+# only the worker lists is released with reason RELEASE_AUDIT. A result of
+# another kind that names the first Audit's seq is refused and leaves that
+# audit to its inventory.
 source "$(dirname "${BASH_SOURCE[0]}")/../lib/lib.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/../lib/ctl_lib.sh"
 t_init ctl_audit
@@ -30,6 +32,7 @@ t_ctl_check fw 'sorted(b(e)["direction"] for e in ins("release_leg") if b(e)["se
     "both legs of the audited session were released"
 t_assert_log cp -ge 1 event=audit_mismatch kind=cp_only
 t_assert_log cp -ge 1 event=audit_mismatch kind=worker_only
+t_assert_log cp -eq 1 event=protocol_error kind=bad_field why=answers_audit
 t_assert_metric cp 'imsplit_cp_bye_sent_total{leg="client"}' -eq 1
 t_assert_metric cp 'imsplit_cp_bye_sent_total{leg="controlling"}' -eq 1
 t_finish

@@ -53,6 +53,33 @@ static void test_exported_from_start(void **state)
     assert_true(s_has(text, "# TYPE imsplit_cp_worker_legs gauge"));
     assert_true(s_has(text, "# TYPE imsplit_cp_worker_sessions gauge"));
     assert_null(strstr(text, "imsplit_cp_worker_legs{"));
+    static const char *const whys[] = {
+        "no_sdp_offer",   "bad_sdp_offer",  "interval_too_small",
+        "max_sessions",   "max_pending",    "no_live_worker",
+        "shutting_down",
+    };
+    for (size_t i = 0; i < sizeof(whys) / sizeof(whys[0]); i++) {
+        char line[128];
+        snprintf(line, sizeof(line),
+                 "imsplit_cp_invites_rejected_total{why=\"%s\"} 0", whys[i]);
+        assert_true(s_has(text, line));
+    }
+    assert_true(s_has(text, "imsplit_cp_ctl_send_failed_total"
+                            "{why=\"queue_full\"} 0"));
+    assert_true(s_has(text, "imsplit_cp_ctl_send_failed_total"
+                            "{why=\"unroutable\"} 0"));
+    assert_true(s_has(text, "imsplit_cp_sessions_pending 0"));
+    cp_metrics_invite_rejected(m, CP_REJ_MAX_PENDING);
+    cp_metrics_invite_rejected(m, CP_REJ_COUNT); /* out of range: ignored */
+    assert_int_equal(im_metric_get(m->invites_rejected_total
+                                       [CP_REJ_MAX_PENDING]), 1);
+    assert_string_equal(cp_reject_name(CP_REJ_MAX_SESSIONS), "max_sessions");
+    assert_string_equal(cp_reject_name(CP_REJ_COUNT), "?");
+    cp_metrics_ctl_send_failed(m, CP_SENDFAIL_QUEUE_FULL);
+    assert_int_equal(im_metric_get(m->ctl_send_failed_total
+                                       [CP_SENDFAIL_QUEUE_FULL]), 1);
+    assert_string_equal(cp_sendfail_name(CP_SENDFAIL_UNROUTABLE),
+                        "unroutable");
     /* Names that were there before stay. */
     assert_true(s_has(text, "imsplit_cp_sessions_active 0"));
     assert_true(s_has(text, "imsplit_cp_workers{state=\"dead\"} 0"));

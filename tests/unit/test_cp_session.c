@@ -114,6 +114,7 @@ static int teardown(void **state)
 {
     (void)state;
     assert_int_equal(cp_sessions_count(s_f.table), 0);
+    assert_int_equal(cp_sessions_pending(s_f.table), 0);
     cp_sessions_destroy(&s_f.table);
     return 0;
 }
@@ -449,6 +450,40 @@ static void test_table_lookup_and_growth(void **st)
     assert_null(all[0]);
 }
 
+/* A session counts as a set-up in progress from its creation to the
+ * client's ACK, and no longer once it ends, whichever way. */
+static void test_pending_count(void **st)
+{
+    (void)st;
+    cp_session_t *a = new_session();
+    cp_session_t *b = new_session();
+    cp_session_t *c = new_session();
+    assert_int_equal(cp_sessions_pending(s_f.table), 3);
+    ev(a, CP_EV_ALLOCATED, CP_DIR_CLIENT, 0);
+    ev(a, CP_EV_ALLOCATED, CP_DIR_CONTROLLING, 0);
+    assert_int_equal(a->state, CP_SESS_CALLING);
+    ev(a, CP_EV_ANSWERED, CP_DIR_CONTROLLING, 200);
+    assert_int_equal(cp_sessions_pending(s_f.table), 3);
+    ev(a, CP_EV_CLIENT_ACK, CP_DIR_CLIENT, 0);
+    assert_int_equal(cp_sessions_pending(s_f.table), 2);
+    /* A failed set-up stops counting as soon as it is ending. */
+    ev(b, CP_EV_ALLOC_FAILED, CP_DIR_CLIENT, 0);
+    assert_int_equal(b->state, CP_SESS_TERMINATING);
+    assert_int_equal(cp_sessions_pending(s_f.table), 1);
+    ev(b, CP_EV_ALLOC_FAILED, CP_DIR_CONTROLLING, 0);
+    /* Freed straight from a set-up state (the SIP layer's own failure
+     * paths) it is uncounted too. */
+    cp_session_free(s_f.table, &c);
+    assert_int_equal(cp_sessions_pending(s_f.table), 0);
+    assert_int_equal(cp_sessions_count(s_f.table), 1);
+    ev(a, CP_EV_BYE_RECEIVED, CP_DIR_CLIENT, 0);
+    ev(a, CP_EV_BYE_DONE, CP_DIR_CONTROLLING, 200);
+    ev(a, CP_EV_RELEASED, CP_DIR_CLIENT, 0);
+    assert_int_equal(ev(a, CP_EV_RELEASED, CP_DIR_CONTROLLING, 0),
+                     CP_SESS_CLOSED);
+    assert_int_equal(cp_sessions_pending(s_f.table), 0);
+}
+
 static void test_bye_reason_mapping(void **st)
 {
     (void)st;
@@ -495,6 +530,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_leg_event_ends_session_with_byes,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pending_count, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_table_lookup_and_growth, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_bye_reason_mapping, setup,

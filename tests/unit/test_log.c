@@ -269,6 +269,92 @@ static void test_level_from_another_thread(void **state)
     }
 }
 
+/* Buffering: the loop thread's lines stay in memory until im_log_flush()
+ * (or a full buffer), in order; another thread's lines go out at once. */
+static char s_seen_before_flush[4096];
+
+static void *s_other_thread_line(void *arg)
+{
+    (void)arg;
+    IM_LOG_INFO("event=from_other_thread");
+    im_log_flush(); /* not the buffering thread: nothing to do */
+    return NULL;
+}
+
+static void s_emit_buffered(void)
+{
+    pthread_t th;
+    im_log_init("cp", IM_LOG_LEVEL_INFO);
+    im_log_buffer_start();
+    IM_LOG_INFO("event=first n=%d", 1);
+    IM_LOG_INFO("event=second n=%d", 2);
+    assert_int_equal(pthread_create(&th, NULL, s_other_thread_line, NULL), 0);
+    pthread_join(th, NULL);
+    /* What reached the file so far: only the other thread's line. */
+    off_t end = lseek(STDERR_FILENO, 0, SEEK_CUR);
+    assert_true(end > 0 && (size_t)end < sizeof(s_seen_before_flush));
+    assert_int_equal(pread(STDERR_FILENO, s_seen_before_flush, (size_t)end, 0),
+                     end);
+    s_seen_before_flush[end] = '\0';
+    im_log_flush();
+    IM_LOG_INFO("event=third n=%d", 3);
+    /* More than the 64 KiB buffer holds: it writes itself out when full. */
+    for (int i = 0; i < 1000; i++)
+        IM_LOG_INFO("event=bulk i=%d pad=%0100d", i, 0);
+    im_log_buffer_stop();
+    IM_LOG_INFO("event=after_stop");
+}
+
+static void test_buffered(void **state)
+{
+    (void)state;
+    char *out = s_capture(s_emit_buffered);
+    assert_non_null(strstr(s_seen_before_flush, "event=from_other_thread"));
+    assert_null(strstr(s_seen_before_flush, "event=first"));
+    const char *first = strstr(out, "event=first n=1");
+    const char *second = strstr(out, "event=second n=2");
+    const char *third = strstr(out, "event=third n=3");
+    const char *bulk0 = strstr(out, "event=bulk i=0 ");
+    const char *bulk999 = strstr(out, "event=bulk i=999 ");
+    const char *after = strstr(out, "event=after_stop");
+    assert_non_null(first);
+    assert_true(first < second && second < third && third < bulk0 &&
+                bulk0 < bulk999 && bulk999 < after);
+    int lines = 0;
+    for (char *save = NULL, *l = strtok_r(out, "\n", &save); l;
+         l = strtok_r(NULL, "\n", &save)) {
+        assert_int_equal(strncmp(l, "ts=", 3), 0);
+        lines++;
+    }
+    assert_int_equal(lines, 1 + 2 + 1 + 1000 + 1);
+}
+
+/* A rate-limited line: the first passes, then one per period, each
+ * telling how many were held back since the last. */
+static void test_limit(void **state)
+{
+    (void)state;
+    im_log_limit_t l = {0};
+    uint64_t n = 99;
+    assert_true(im_log_limit(&l, 5000, 1000, &n));
+    assert_int_equal(n, 0);
+    for (uint64_t t = 5000; t < 6000; t += 100)
+        assert_false(im_log_limit(&l, t, 1000, &n));
+    assert_true(im_log_limit(&l, 6000, 1000, &n));
+    assert_int_equal(n, 10);
+    assert_false(im_log_limit(&l, 6999, 1000, &n));
+    /* A long quiet spell: the next call passes at once. */
+    assert_true(im_log_limit(&l, 60000, 1000, NULL));
+    assert_true(im_log_limit(&l, 61000, 1000, &n));
+    assert_int_equal(n, 0);
+    /* Starting at clock 0 is no special case. */
+    im_log_limit_t z = {0};
+    assert_true(im_log_limit(&z, 0, 10, &n));
+    assert_false(im_log_limit(&z, 0, 10, &n));
+    assert_true(im_log_limit(&z, 10, 10, &n));
+    assert_int_equal(n, 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -279,6 +365,8 @@ int main(void)
         cmocka_unit_test(test_clock),
         cmocka_unit_test(test_change_level),
         cmocka_unit_test(test_level_from_another_thread),
+        cmocka_unit_test(test_limit),
+        cmocka_unit_test(test_buffered),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
