@@ -87,9 +87,11 @@ static void s_on_recheck(im_timer_t *t, void *arg)
 
 static void s_drain_loop(cp_path_t *p)
 {
+    /* Receives until EAGAIN rather than asking ZMQ_EVENTS before each
+     * message (a poll(2) each time): a receive that finds nothing has
+     * processed ZeroMQ's pending commands, so the fd signals again for
+     * whatever arrives next. */
     for (unsigned n = 0;; n++) {
-        if (!im_zmq_readable(p->router))
-            return;
         if (n == CP_PATH_DRAIN_BUDGET) {
             /* The fd will not signal again for what is already queued. */
             cp_timer_arm_in(p->ctx->timers, &p->recheck, 0);
@@ -293,7 +295,7 @@ static int s_send_bytes(cp_path_t *p, const void *peer, size_t peer_len,
     /* A send can consume the edge that announced pending input, so input
      * must be looked at again. Not here: draining now could complete (and
      * free) the very command a caller is sending. The next loop turn does
-     * it; inside s_drain its own loop re-checks ZMQ_EVENTS anyway. */
+     * it; inside s_drain its own loop receives until EAGAIN anyway. */
     if (!p->draining && !im_timer_armed(&p->recheck))
         cp_timer_arm_in(p->ctx->timers, &p->recheck, 0);
     return rc;

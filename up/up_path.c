@@ -66,9 +66,10 @@ static void s_drain(up_path_t *p)
     if (p->draining || p->closed)
         return;
     p->draining = true;
+    /* Receives until EAGAIN, without a ZMQ_EVENTS poll(2) per message: a
+     * receive that finds nothing has processed ZeroMQ's pending commands,
+     * so the fd signals again for whatever arrives next. */
     for (unsigned n = 0; !p->closed; n++) {
-        if (!im_zmq_readable(p->dealer))
-            break;
         if (n == UP_PATH_DRAIN_BUDGET) {
             /* The fd will not signal again for what is already queued. */
             s_schedule_recheck(p);
