@@ -70,6 +70,8 @@
 # Environment: BENCH_SESSIONS, BENCH_SE, BENCH_SETTLE_S, BENCH_WINDOW_S,
 # BENCH_MAX_RATE (highest set-up rate, default 3000/s), BENCH_WORKERS,
 # BENCH_CP_LOG_LEVEL (default warn), BENCH_STACKS (default "imsplit ref"),
+# BENCH_SIP_TRANSPORT (udp, default, or tcp: imsplit only; sipp then keeps
+# one TCP connection on each side),
 # and the REF_* of bench/ref/ref.sh.
 set -euo pipefail
 
@@ -123,6 +125,13 @@ case_run() {
 
     local media=msrp
     [[ $stack == ref ]] && media=audio
+    # SIP transport: UDP, or for imsplit TCP on request (BENCH_SIP_TRANSPORT):
+    # over TCP a server transaction ends with its answer, over UDP it stays
+    # 64*T1 = 32 s to absorb retransmissions, with its request and answer.
+    local sip_tp=udp sipp_tp=u1
+    if [[ $stack == imsplit && ${BENCH_SIP_TRANSPORT:-udp} == tcp ]]; then
+        sip_tp=tcp sipp_tp=t1
+    fi
     local uac_xml uas_xml
     uac_xml=$(t_scenario "$BENCH_SIP/held_uac.xml" "OFFER=$(cat "$BENCH_SIP/media_${media}_offer.sdp")" \
         "REFRESH_MS=$((refresh_s * 1000))" "REFRESHES=$refreshes" "TAIL_MS=$tail_ms")
@@ -132,7 +141,9 @@ case_run() {
     local uas_port uac_port target
     local -a sip_pids media_pids
     if [[ $stack == imsplit ]]; then
+        T_TRANSPORT=$sip_tp
         t_start_stack --session-expires "$se" --min-se "$min_se" --max-sessions $((n + n / 10 + 100)) \
+            --max-pending $((n + 100)) \
             --heartbeat-ms 1000 --liveness 3 --log-level "${BENCH_CP_LOG_LEVEL:-warn}"
         uas_port=$T_UAS_PORT uac_port=$T_UAC_PORT target=127.0.0.1:$T_SIP_PORT
         sip_pids=("${T_PID_OF[cp]}")
@@ -195,11 +206,11 @@ case_run() {
 
     # One UDP socket per sipp (-t u1), 4 MiB socket buffers, a global
     # timeout that fails sipp if the run overstays its plan.
-    local -a sipp_common=(-i 127.0.0.1 -t u1 -nostdin -buff_size 4194304
+    local -a sipp_common=(-i 127.0.0.1 -t "$sipp_tp" -nostdin -buff_size 4194304
         -key se "$se" -timeout "${bound}s" -timeout_error)
     t_spawn uas "$SIPP" -sf "$uas_xml" -p "$uas_port" "${sipp_common[@]}" -m "$n" -l $((n + 1000)) \
         -trace_err -error_file "$T_DIR/uas.err"
-    t_wait_listen "$uas_port" udp 10 || t_fail "sipp uas does not listen on $uas_port"
+    t_wait_listen "$uas_port" "$sip_tp" 10 || t_fail "sipp uas does not listen on $uas_port"
     local t_start
     t_start=$(t_now)
     t_spawn uac "$SIPP" -sf "$uac_xml" -p "$uac_port" "${sipp_common[@]}" -m "$n" -l $((n + 1000)) \
