@@ -97,3 +97,26 @@ m_expect() {
     t_cmp "$v" "$3" "$4" || t_fail "peer $1: $2=$v, expected $3 $4"
     t_log "ok: peer $1 $2=$v ($3 $4)"
 }
+
+# m_small_session SE HOLD_MS: one MSRP session through the stack in which
+# each peer sends 5 messages of 1000 bytes and must receive the other's 5,
+# with no bad message or error answer; both peers must exit 0.
+m_small_session() {
+    local se=$1 hold_ms=$2 p
+    m_paths
+    m_xpeer xpeer --send 5 --size 1000 --expect 5 --expect-size 1000 \
+        --send-after-recv --wait-close --timeout-ms 20000
+    m_session client_msrp_bye.xml ctrl_msrp.xml "$se" -d "$hold_ms"
+    m_cpeer cpeer --send 5 --size 1000 --expect 5 --expect-size 1000 \
+        --wait-close --timeout-ms 20000
+    m_peer_wait cpeer 25
+    m_peer_wait xpeer 10
+    t_expect_sipp_ok uac uas
+    for p in cpeer xpeer; do
+        m_expect $p sent -eq 5
+        m_expect $p received -eq 5
+        m_expect $p bad -eq 0
+        m_expect $p resp_err -eq 0
+        [[ ${T_RC_OF[$p]} == 0 ]] || t_fail "peer $p exited ${T_RC_OF[$p]}"
+    done
+}
