@@ -108,8 +108,13 @@ rel_case() {
     se=$(awk -v n="$n" -v r="$rate" 'BEGIN { s = int(1.5 * (2 * n / r + 2)) + 1; if (s < 4) s = 4; print s }')
     # The CP's own heartbeat defaults: no more control traffic than in
     # service.
+    # A burst wants every BYE out while the sipps are held: the BYE window
+    # (--bye-window, 256 by default, which paces session ends in service)
+    # is opened to all of them.
+    local -a window=()
+    [[ $mode == burst ]] && window=(--bye-window $((2 * n)))
     t_start_stack --session-expires 3600 --min-se 1 --heartbeat-ms 1000 --liveness 3 \
-        --log-level info
+        --log-level info "${window[@]}"
     local t0
     t0=$(t_now)
     # sipp's own time limit (lib.sh: 120 s) leaves no room for a slow burst.
