@@ -63,7 +63,11 @@ storm_case() {
     # at 2N/s, and SE leaves room for it to run at a quarter of that.
     local rate=$((2 * n)) se i
     se=$(awk -v n="$n" 'BEGIN { s = int(1.5 * (n / 500.0 + 1.5)) + 1; if (s < 4) s = 4; print s }')
-    t_start_stack --session-expires "$se" --min-se 1 --log-level info
+    # A burst wants every BYE out while the sipps are held: the BYE window
+    # (--bye-window, 256 by default) is opened to all of them.
+    local -a window=()
+    [[ $mode == burst ]] && window=(--bye-window $((2 * n)))
+    t_start_stack --session-expires "$se" --min-se 1 --log-level info "${window[@]}"
     # sipp exits as soon as its last call is over, and over TCP it drops
     # whatever it still had queued for a peer that reads slower than it
     # writes: in a burst that is the tail of the BYE answers. Each call
