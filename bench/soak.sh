@@ -11,7 +11,7 @@
 #   --rate R     new calls per second, 0.5..20, one decimal (default 8)
 #   --out DIR    where soak.csv, restarts.csv and summary.txt go (default:
 #                a new directory under ${TMPDIR:-/tmp})
-#   --quick      about 2 minutes: 90 s of traffic, Session-Expires 30,
+#   --quick      about 2.5 minutes: 90 s of traffic, Session-Expires 30,
 #                a sample every 15 s, two worker restarts (a smoke run)
 #
 # Not part of the tests (scripts/test.sh): run by hand. Builds nothing:
