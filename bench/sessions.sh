@@ -92,16 +92,7 @@ case_run() {
     T_UP_ARGS=(--log-level warn --capacity $((2 * n + 1000)))
     source "$SRC/tests/lib/lib.sh"
     t_init "bench_sessions_${stack}_$n"
-    b_on_exit() {
-        local rc=$?
-        # t_cleanup takes the exit code from $?; under set -e the
-        # (exit) that restores it would end the handler instead.
-        set +e
-        ref_stop
-        (exit "$rc")
-        t_cleanup
-    }
-    trap b_on_exit EXIT
+    ref_trap_exit
     ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
     local refresh_s=$((se * 2 / 5))

@@ -92,17 +92,7 @@ T_SIPP_TRACE_MSG=0
 T_UP_ARGS=(--log-level warn)
 source "$SRC/tests/lib/lib.sh"
 t_init bench_setup_rate
-# The reference goes down with the imsplit stack, whatever ends the run.
-b_on_exit() {
-    local rc=$?
-    # t_cleanup takes the exit code from $?; under set -e the
-    # (exit) that restores it would end the handler instead.
-    set +e
-    ref_stop
-    (exit "$rc")
-    t_cleanup
-}
-trap b_on_exit EXIT
+ref_trap_exit
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 # ---- helpers -----------------------------------------------------------------

@@ -79,12 +79,21 @@ static int s_client_irq_cb(void *magic, nta_incoming_t *irq,
 static void s_bye_finished(cp_leg_t *leg);
 static void s_bye_pump(cp_context_t *ctx);
 
+/* The session table's counts as gauges: after a session enters or leaves
+ * it, and after each event (a set-up that completes stops being pending). */
+static void s_session_gauges(cp_context_t *ctx)
+{
+    im_metric_set(ctx->metrics->sessions_active,
+                  (int64_t)cp_sessions_count(ctx->sessions));
+    im_metric_set(ctx->metrics->sessions_pending,
+                  (int64_t)cp_sessions_pending(ctx->sessions));
+}
+
 void cp_sip_dispatch(cp_context_t *ctx, cp_session_t *s, cp_sess_event_t ev,
                      cp_dir_t dir, int status)
 {
     cp_session_dispatch(s, ev, dir, status, &cp_sip_ops, ctx);
-    im_metric_set(ctx->metrics->sessions_pending,
-                  (int64_t)cp_sessions_pending(ctx->sessions));
+    s_session_gauges(ctx);
 }
 
 /* ---- helpers -------------------------------------------------------- */
@@ -842,10 +851,7 @@ static int s_on_invite(cp_context_t *ctx, nta_incoming_t *irq,
     nta_incoming_bind(irq, s_client_irq_cb, s);
     s_treply(irq, SIP_100_TRYING, TAG_END());
     im_metric_inc(ctx->metrics->sessions_total);
-    im_metric_set(ctx->metrics->sessions_active,
-                  (int64_t)cp_sessions_count(ctx->sessions));
-    im_metric_set(ctx->metrics->sessions_pending,
-                  (int64_t)cp_sessions_pending(ctx->sessions));
+    s_session_gauges(ctx);
     char q[200];
     IM_LOG_INFO("event=session_created sid=%016" PRIx64 " call_id=%s "
                 "worker=%s transport=%s client_se=%u client_role=%s",
@@ -1141,10 +1147,7 @@ static void s_op_closed(void *c, cp_session_t *s)
         s_bye_finished(&s->legs[d]);
     }
     cp_workers_session_closed(ctx, s);
-    im_metric_set(ctx->metrics->sessions_active,
-                  (int64_t)cp_sessions_count(ctx->sessions));
-    im_metric_set(ctx->metrics->sessions_pending,
-                  (int64_t)cp_sessions_pending(ctx->sessions));
+    s_session_gauges(ctx);
     IM_LOG_INFO("event=session_closed sid=%016" PRIx64 " cause=%s "
                 "client_release=%s controlling_release=%s duration_ms=%" PRIu64,
                 s->id, cp_cause_name(s->cause),

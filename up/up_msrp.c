@@ -1979,10 +1979,18 @@ int up_msrp_connect(up_msrp_t *m, up_leg_t *leg)
 
 /* ---- listener --------------------------------------------------------- */
 
-static void s_free(up_msrp_t *m)
+/* The listening descriptor's one way out: once the poll handle on it is
+ * closed, or at free when the handle never opened. */
+static void s_listen_fd_close(up_msrp_t *m)
 {
     if (m->lfd >= 0)
         close(m->lfd);
+    m->lfd = -1;
+}
+
+static void s_free(up_msrp_t *m)
+{
+    s_listen_fd_close(m);
     free(m->rbuf);
     free(m->scratch);
     free(m);
@@ -1994,9 +2002,7 @@ static void s_on_handle_closed(uv_handle_t *h)
     if (h == (uv_handle_t *)&m->listener) {
         /* The poll handle no longer watches it: the descriptor can go. */
         m->listener_open = false;
-        if (m->lfd >= 0)
-            close(m->lfd);
-        m->lfd = -1;
+        s_listen_fd_close(m);
     } else
         m->turn_end_open = false;
     if (m->free_on_close && !m->listener_open && !m->turn_end_open)

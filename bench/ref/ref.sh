@@ -356,6 +356,22 @@ ref_start() {
 }
 
 # TERM, up to 10 s, then KILL; only the PIDs ref_start recorded.
+# ref_trap_exit: on exit the reference goes down with the imsplit stack
+# (tests/lib/lib.sh's t_cleanup), whatever ends the run, keeping its exit
+# code. Call after t_init.
+ref_trap_exit() {
+    trap ref__on_exit EXIT
+}
+ref__on_exit() {
+    local rc=$?
+    # t_cleanup takes the exit code from $?; under set -e the
+    # (exit) that restores it would end the handler instead.
+    set +e
+    ref_stop
+    (exit "$rc")
+    t_cleanup
+}
+
 ref_stop() {
     local pid i alive
     [[ -n $REF_KAM_PID ]] && kill -TERM "$REF_KAM_PID" 2>/dev/null
