@@ -91,6 +91,7 @@
 #include "im_clock.h"
 #include "im_log.h"
 #include "im_proto.h"
+#include "fuzz_check.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -101,21 +102,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define S_MAX_SESSIONS 16
 #define S_RECORDS_MAX 256
 #define S_NPEERS 3 /* connected DEALERs */
-
-#define S_CHECK(cond)                                                          \
-    do {                                                                       \
-        if (!(cond))                                                           \
-            s_fail(__LINE__, #cond);                                           \
-    } while (0)
-
-static FILE *s_err; /* the real stderr while logs go to /dev/null */
-
-static void s_fail(int line, const char *what)
-{
-    fprintf(s_err ? s_err : stderr, "fuzz_cp_handler.c:%d: check failed: %s\n",
-            line, what);
-    abort();
-}
 
 static const char *const s_peers[4] = {"up-1", "up-2", "ctl", "up-9"};
 
@@ -302,7 +288,7 @@ static void s_init(void)
 {
     cp_context_t *ctx = &S.ctx;
     if (!getenv("IMSPLIT_FUZZ_LOG")) {
-        s_err = stderr;
+        fuzz_err = stderr;
         FILE *null = fopen("/dev/null", "w");
         S_CHECK(null);
         stderr = null;
@@ -386,12 +372,12 @@ static void s_read_until(int i, uint64_t seq)
         im_proto_err_t err = im_proto_unpack(
             zmq_msg_data(&body), zmq_msg_size(&body), &env, why, sizeof(why));
         if (err != IM_PROTO_OK)
-            fprintf(s_err ? s_err : stderr, "CP sent %s: %s\n", s_peers[i],
+            fprintf(fuzz_err ? fuzz_err : stderr, "CP sent %s: %s\n", s_peers[i],
                     why);
         S_CHECK(err == IM_PROTO_OK);
         S_CHECK(strcmp(env->sender_id, S.ctx.cfg.node_id) == 0);
         S_CHECK(env->sender_epoch == S_CP_EPOCH);
-        if (!s_err && env->seq > S.base_seq) {
+        if (!fuzz_err && env->seq > S.base_seq) {
             /* IMSPLIT_FUZZ_LOG: what the CP sent, numbered as an input
              * numbers it. */
             char *json = im_proto_to_json(env);
@@ -521,7 +507,7 @@ static void s_check_worker(cp_worker_t *w, void *arg)
         return;
     if (!cp_path_peek(S.ctx.path, w->id, w->audit_seq, &info) ||
         info.body_case != IMSPLIT__V1__ENVELOPE__BODY_AUDIT) {
-        fprintf(s_err ? s_err : stderr, "%s: audit %" PRIu64 " not pending\n",
+        fprintf(fuzz_err ? fuzz_err : stderr, "%s: audit %" PRIu64 " not pending\n",
                 w->id, w->audit_seq - S.base_seq);
         S_CHECK(!"an audit in flight is pending");
     }
@@ -565,7 +551,7 @@ static void s_end(void)
     S_CHECK(cp_path_pending(ctx->path) == 0);
     S_CHECK(cp_path_pending_releases(ctx->path) == 0);
     if (im_wheel_count(ctx->wheel) > 1) {
-        fprintf(s_err ? s_err : stderr, "timers left: %zu\n",
+        fprintf(fuzz_err ? fuzz_err : stderr, "timers left: %zu\n",
                 im_wheel_count(ctx->wheel));
         S_CHECK(!"no timer but the path's recheck outlives the input");
     }

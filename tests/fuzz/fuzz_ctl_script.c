@@ -33,23 +33,12 @@
 
 #include "ctl_script.h"
 #include "im_proto.h"
+#include "fuzz_check.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /* Larger scripts only repeat what smaller ones reach, slower. */
 #define S_SCRIPT_MAX (64u << 10)
-
-#define S_CHECK(cond)                                                          \
-    do {                                                                       \
-        if (!(cond))                                                           \
-            s_fail(__LINE__, #cond);                                           \
-    } while (0)
-
-static void s_fail(int line, const char *what)
-{
-    fprintf(stderr, "fuzz_ctl_script.c:%d: check failed: %s\n", line, what);
-    abort();
-}
 
 static bool s_match_kind(ctl_cmd_kind_t k)
 {

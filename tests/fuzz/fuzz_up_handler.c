@@ -74,6 +74,7 @@
 #include "up_msrp.h"
 #include "up_path.h"
 #include "up_timer.h"
+#include "fuzz_check.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -85,21 +86,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define S_CACHE_MAX 32
 #define S_LEGEVENT_BASE_MS 1000
 #define S_RECORDS_MAX 256
-
-#define S_CHECK(cond)                                                          \
-    do {                                                                       \
-        if (!(cond))                                                           \
-            s_fail(__LINE__, #cond);                                           \
-    } while (0)
-
-static FILE *s_err; /* the real stderr while logs go to /dev/null */
-
-static void s_fail(int line, const char *what)
-{
-    fprintf(s_err ? s_err : stderr, "fuzz_up_handler.c:%d: check failed: %s\n",
-            line, what);
-    abort();
-}
 
 /* ---- no packet leaves: connect() refuses IP addresses ---------------- */
 
@@ -180,7 +166,7 @@ static void s_sink_until(uint64_t seq)
         im_proto_err_t err = im_proto_unpack(
             zmq_msg_data(&body), zmq_msg_size(&body), &env, why, sizeof(why));
         if (err != IM_PROTO_OK)
-            fprintf(s_err ? s_err : stderr, "worker sent: %s\n", why);
+            fprintf(fuzz_err ? fuzz_err : stderr, "worker sent: %s\n", why);
         S_CHECK(err == IM_PROTO_OK);
         S_CHECK(strcmp(env->sender_id, S_NODE) == 0);
         S_CHECK(env->sender_epoch == S_EPOCH);
@@ -199,7 +185,7 @@ static void s_init(void)
     s_real_connect = (s_connect_fn *)dlsym(RTLD_NEXT, "connect");
     S_CHECK(s_real_connect);
     if (!getenv("IMSPLIT_FUZZ_LOG")) {
-        s_err = stderr;
+        fuzz_err = stderr;
         FILE *null = fopen("/dev/null", "w");
         S_CHECK(null);
         stderr = null;
@@ -351,7 +337,7 @@ static void s_end(void)
     S_CHECK(up_msrp_loose(ctx->msrp) == 0);
     S_CHECK(up_legevents_pending(ctx->legevents) == 0);
     if (im_wheel_count(ctx->wheel) != 0) {
-        fprintf(s_err ? s_err : stderr, "timers left: %zu\n",
+        fprintf(fuzz_err ? fuzz_err : stderr, "timers left: %zu\n",
                 im_wheel_count(ctx->wheel));
         S_CHECK(!"no timer outlives the input");
     }
