@@ -17,12 +17,14 @@
 # and nobody refreshes, so the CP ends every session when its controlling
 # leg's timer runs out: BYE on both legs, and on the final response to each
 # BYE a ReleaseLeg for that direction to the session's worker. Two modes,
-# each with K = 1 and K = 4 workers:
-#  - paced: N sessions (default 1000, --quick 100) set up at R/s (default
+# each with K = 1 and K = 4 workers (--quick, only to prove the bench
+# runs: paced with 1 worker, burst with 4, calls lingering 1 s instead of
+# 3 s after their last message):
+#  - paced: N sessions (default 1000, --quick 40) set up at R/s (default
 #    200, --quick 100), so they expire at R/s and the 2N releases come 2R
 #    per second, each BYE answered at once: the latency of the release
 #    path when it is not queued behind other releases;
-#  - burst: N sessions (default 2000, --quick 200); both sipps are held
+#  - burst: N sessions (default 2000, --quick 40); both sipps are held
 #    (SIGSTOP) from before the first expiry until the CP has sent every
 #    BYE, then resumed, so all 2N BYE answers arrive at once and the
 #    release path runs flat out (as in bench/workers.sh): releases acked
@@ -94,9 +96,9 @@ stack_wait_ns() {
 
 # ---- one stack per run: the script runs itself with --case -----------------
 
-# rel_case MODE K N RATE OUT: appends one line of figures to OUT.
+# rel_case MODE K N RATE OUT LINGER_MS: appends one line of figures to OUT.
 rel_case() {
-    local mode=$1 k=$2 n=$3 rate=$4 out=$5
+    local mode=$1 k=$2 n=$3 rate=$4 out=$5 linger_ms=$6
     T_WORKERS=$k
     T_TRANSPORT=tcp
     T_SIPP_TRACE_MSG=0
@@ -117,9 +119,21 @@ rel_case() {
         --log-level info "${window[@]}"
     local t0
     t0=$(t_now)
+    # Both scenarios keep each call open 3 s after its last message (see
+    # their comments); LINGER_MS, when another, replaces that pause.
+    local uas_xml=$BENCH_SIP/rel_ctrl.xml uac_xml=$BENCH_SIP/storm_client.xml f
+    if ((linger_ms != 3000)); then
+        for f in rel_ctrl storm_client; do
+            sed "s|<pause milliseconds=\"3000\"/>|<pause milliseconds=\"$linger_ms\"/>|" \
+                "$BENCH_SIP/$f.xml" >"$T_DIR/$f.xml"
+            grep -q "<pause milliseconds=\"$linger_ms\"/>" "$T_DIR/$f.xml" ||
+                t_fail "$f.xml has no final pause of 3000 ms to replace"
+        done
+        uas_xml=$T_DIR/rel_ctrl.xml uac_xml=$T_DIR/storm_client.xml
+    fi
     # sipp's own time limit (lib.sh: 120 s) leaves no room for a slow burst.
-    t_sipp_uas uas "$BENCH_SIP/rel_ctrl.xml" -key se "$se" -m "$n" -timeout 300s
-    t_sipp_uac uac "$BENCH_SIP/storm_client.xml" -key se 3600 -m "$n" -l "$n" -r "$rate" -rp 1000 \
+    t_sipp_uas uas "$uas_xml" -key se "$se" -m "$n" -timeout 300s
+    t_sipp_uac uac "$uac_xml" -key se 3600 -m "$n" -l "$n" -r "$rate" -rp 1000 \
         -timeout 300s
     local i answered=0
     for ((i = 0; i < se * 10; i++)); do
@@ -290,7 +304,7 @@ PY
 
 case ${1:-} in
     --case)
-        rel_case "$2" "$3" "$4" "$5" "$6"
+        rel_case "$2" "$3" "$4" "$5" "$6" "$7"
         exit 0
         ;;
 esac
@@ -300,9 +314,9 @@ esac
 source "$(dirname "${BASH_SOURCE[0]}")/bench_args.sh"
 bench_quick_args "$@"
 if ((QUICK)); then
-    NP=${BENCH_REL_PACED:-100} NB=${BENCH_REL_BURST:-200} RATE=${BENCH_REL_RATE:-100}
+    NP=${BENCH_REL_PACED:-40} NB=${BENCH_REL_BURST:-40} RATE=${BENCH_REL_RATE:-100} LINGER_MS=1000
 else
-    NP=${BENCH_REL_PACED:-1000} NB=${BENCH_REL_BURST:-2000} RATE=${BENCH_REL_RATE:-200}
+    NP=${BENCH_REL_PACED:-1000} NB=${BENCH_REL_BURST:-2000} RATE=${BENCH_REL_RATE:-200} LINGER_MS=3000
 fi
 in_range() { [[ $1 =~ ^[0-9]+$ ]] && (($1 >= $2 && $1 <= $3)); }
 in_range "$NP" 10 5000 || { echo "BENCH_REL_PACED out of 10..5000" >&2; exit 64; }
@@ -323,10 +337,14 @@ load=$(cut -d' ' -f1-3 /proc/loadavg)
 broken=0
 for mode in paced burst; do
     for k in 1 4; do
+        # --quick: one run per mode, paced with 1 worker, burst with 4.
+        if ((QUICK)) && [[ $mode/$k != paced/1 && $mode/$k != burst/4 ]]; then
+            continue
+        fi
         if [[ $mode == paced ]]; then n=$NP rate=$RATE; else n=$NB rate=$((NB > 1000 ? 1000 : NB)); fi
         echo "== release latency ($mode): $n sessions, $k worker(s)"
         log=$OUT/rel_${mode}_k$k.log
-        if ! bash "$0" --case "$mode" "$k" "$n" "$rate" "$OUT/rel" >"$log" 2>&1; then
+        if ! bash "$0" --case "$mode" "$k" "$n" "$rate" "$OUT/rel" "$LINGER_MS" >"$log" 2>&1; then
             broken=1
             tail -n 40 "$log" >&2
             why=$(grep -h -m 1 ': FAIL: ' "$log" | sed 's/.*: FAIL: //') || true

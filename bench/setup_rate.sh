@@ -10,7 +10,10 @@
 # build/); installs Kamailio, rtpengine and sipp when missing (root).
 # Everything on 127.0.0.1 (rtpengine's media addresses on 127.0.0.2...).
 # Prints figures, never passes or fails on them; it fails only if a run
-# breaks (a daemon dies, sessions or legs are left on imsplit).
+# breaks (a daemon dies, sessions or legs are left on imsplit, the probe
+# call fails, a stack passes no step of the ramp) or, with --quick (one
+# step far below either stack's limit, only to prove the bench runs), if
+# a step fails at all.
 #
 # Both stacks run side by side for the whole ramp, each with its own sipp
 # pair (bench/sip/setup_uac.xml, setup_uas.xml): INVITE with
@@ -48,12 +51,13 @@
 # less their idle use: CP + workers; Kamailio's processes + rtpengine).
 # Final figure: ratio = imsplit's highest rate / the reference's.
 #
-# Environment: BENCH_RATES (the ramp, calls/s, ascending), BENCH_STEP_S
-# (S, seconds per step, default 10, --quick 2), BENCH_HOLD_MS (H, default
-# 1000), BENCH_MAX_CALLS (per step, default 30000), BENCH_WORKERS (imsplit
-# workers, default 2), BENCH_CP_LOG_LEVEL (default warn, as Kamailio logs
-# nothing per call), BENCH_REF_MEDIA (audio|msrp), REF_KAM_CHILDREN
-# (Kamailio UDP workers, default 8) and the other REF_* of bench/ref/ref.sh.
+# Environment: BENCH_RATES (the ramp, calls/s, ascending; --quick 50),
+# BENCH_STEP_S (S, seconds per step, default 10, --quick 2), BENCH_HOLD_MS
+# (H, default 1000, --quick 200), BENCH_MAX_CALLS (per step, default
+# 30000), BENCH_WORKERS (imsplit workers, default 2), BENCH_CP_LOG_LEVEL
+# (default warn, as Kamailio logs nothing per call), BENCH_REF_MEDIA
+# (audio|msrp), REF_KAM_CHILDREN (Kamailio UDP workers, default 8) and the
+# other REF_* of bench/ref/ref.sh.
 set -euo pipefail
 
 source "$(dirname "${BASH_SOURCE[0]}")/bench_args.sh"
@@ -66,7 +70,7 @@ BENCH_SIP=$SRC/bench/sip
 CMDLINE="IMSPLIT_BUILD_DIR=$IMSPLIT_BUILD_DIR $0${1:+ $*}"
 
 if ((QUICK)); then
-    RATES=${BENCH_RATES:-"50 100"} STEP_S=${BENCH_STEP_S:-2} HOLD_MS=${BENCH_HOLD_MS:-500}
+    RATES=${BENCH_RATES:-50} STEP_S=${BENCH_STEP_S:-2} HOLD_MS=${BENCH_HOLD_MS:-200}
 else
     RATES=${BENCH_RATES:-"100 200 400 600 800 1000 1250 1500 1750 2000 2500 3000 3500 4000 5000"}
     STEP_S=${BENCH_STEP_S:-10} HOLD_MS=${BENCH_HOLD_MS:-1000}
@@ -277,7 +281,7 @@ probe_answer() {
 HZ=$(getconf CLK_TCK)
 declare -A IDLE_TPS=()
 idle_s=5
-((QUICK)) && idle_s=2
+((QUICK)) && idle_s=1
 for stack in imsplit ref; do
     read -r a_sip a_media <<<"$(b_ticks "$stack")"
     sleep "$idle_s"
@@ -416,3 +420,17 @@ echo "  ratio imsplit / reference: $ratio"
 [[ $ref_left == "0 0" ]] || echo "  note: the reference still held '$ref_left' (dialogs, rtpengine calls) at the end"
 echo
 echo "  command: $CMDLINE"
+
+# A stack that passed no step gave no figure; with --quick the steps are
+# far below what either stack sustains, so any failed step is a breakage.
+rc=0
+for stack in imsplit ref; do
+    if ((BEST[$stack] == 0)); then
+        echo "setup_rate: BROKEN: $stack passed no step (${WHY[$stack]:-})" >&2
+        rc=1
+    elif ((QUICK)) && [[ -n ${STOPPED[$stack]:-} ]]; then
+        echo "setup_rate: BROKEN: --quick: $stack ${WHY[$stack]}" >&2
+        rc=1
+    fi
+done
+exit "$rc"

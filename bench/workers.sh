@@ -9,12 +9,19 @@
 # build/). Everything on 127.0.0.1, one stack at a time; every stack is
 # checked for leftovers (legs, sockets, buffers, sessions) when it stops.
 # Prints figures, never passes or fails on them; it fails only if a run
-# breaks (a daemon dies, sipp calls fail, something is left over).
+# breaks (a daemon dies, sipp calls fail, something is left over, a storm
+# does not release every direction, the failed worker's sessions are not
+# all ended).
+#
+# --quick is a small run only to prove the bench works: the storm paced
+# with 1 worker and in a burst with 4 (no ratio for the burst), N = 50,
+# S = 50, calls lingering 1 s (instead of 3) after their last message, the
+# surviving worker's clients hanging up 3 s (instead of 8) after set-up.
 #
 # 1. Expiry storm, for K = 1, 2, 4 workers: sipp sets up N sessions at
-#    2N/s (N = 2000, --quick 300) with "Session-Expires: SE" and nobody
-#    refreshes, so all of them expire at SE - SE/3 after their 200, within
-#    about as long as the setup took. The CP sends both BYEs of each
+#    2N/s (N = 2000) with "Session-Expires: SE" and nobody refreshes, so
+#    all of them expire at SE - SE/3 after their 200, within about as
+#    long as the setup took. The CP sends both BYEs of each
 #    session and, on each BYE's 200, a ReleaseLeg for that direction.
 #    Release throughput = ReleaseLeg results (releases acked) per second,
 #    from the first `event=release_sent` to the last `event=leg_usage` (the
@@ -26,10 +33,10 @@
 #    flat out). Also printed: how spread out the expiries were and the
 #    CP's own send-to-ack time per release (`ack_ms`), p50/p99. The ratio
 #    column compares each K with K=1 of the same mode and run.
-# 2. Worker failure: 2 workers, S sessions on each (S = 1000, --quick
-#    150), CP with --heartbeat-ms 200 --liveness 3. One worker is killed
-#    (SIGKILL). From the moment of the kill: the CP declares it lost, sends
-#    the BYEs of its S sessions (first, last), sipp receives the last BYE
+# 2. Worker failure: 2 workers, S sessions on each (S = 1000), CP with
+#    --heartbeat-ms 200 --liveness 3. One worker is killed (SIGKILL).
+#    From the moment of the kill: the CP declares it lost, sends the
+#    BYEs of its S sessions (first, last), sipp receives the last BYE
 #    on each side, and the CP has closed them all (imsplit-ctl shows the
 #    dead worker with 0 sessions; imsplit_cp_sessions_active is down to S).
 #    SIP runs over TCP here (see fail_case).
@@ -45,15 +52,16 @@ FAULT=$SRC/tests/fault
 
 # ---- one stack per run: the script runs itself with --case -----------------
 
-# storm_case K N MODE OUT: one expiry storm with K workers; appends
-# "MODE K N releases seconds per_s expiry_spread_s setup_s ack_p50 ack_p99".
+# storm_case K N MODE OUT LINGER_MS: one expiry storm with K workers;
+# appends "MODE K N releases seconds per_s expiry_spread_s setup_s ack_p50
+# ack_p99".
 # MODE paced: the BYEs are answered as they come, so the releases follow
 # the expiries. MODE burst: both sipps are held (SIGSTOP) from before the
 # first expiry until every BYE has been sent, so all the answers, and with
 # them all the releases, come at once (over TCP, where nothing is lost or
 # resent meanwhile).
 storm_case() {
-    local k=$1 n=$2 mode=$3 out=$4
+    local k=$1 n=$2 mode=$3 out=$4 linger_ms=$5
     T_WORKERS=$k
     T_SIPP_TRACE_MSG=0
     [[ $mode == burst ]] && T_TRANSPORT=tcp
@@ -71,15 +79,15 @@ storm_case() {
     # sipp exits as soon as its last call is over, and over TCP it drops
     # whatever it still had queued for a peer that reads slower than it
     # writes: in a burst that is the tail of the BYE answers. Each call
-    # therefore lingers 3 s after its last message.
+    # therefore lingers LINGER_MS (3 s; --quick 1 s) after its last message.
     local scen
     for scen in client_expiry ctrl_expiry; do
-        python3 - "$T_SCEN_DIR/$scen.xml" "$T_DIR/$scen.xml" <<'PY'
+        python3 - "$T_SCEN_DIR/$scen.xml" "$T_DIR/$scen.xml" "$linger_ms" <<'PY'
 import sys
 s = open(sys.argv[1], encoding="utf-8").read()
 i = s.index("  <Reference")
 open(sys.argv[2], "w", encoding="utf-8").write(
-    s[:i] + '  <pause milliseconds="3000"/>\n\n' + s[i:])
+    s[:i] + '  <pause milliseconds="%d"/>\n\n' % int(sys.argv[3]) + s[i:])
 PY
     done
     t_sipp_uas uas "$T_DIR/ctrl_expiry.xml" -key se "$se" -m "$n"
@@ -135,6 +143,8 @@ for line in open(events, encoding="utf-8", errors="replace"):
         answered.append(float(line.split()[-1]))
 if not sent or not acked:
     sys.exit("no releases in the CP log")
+if len(acked) != 2 * n:
+    sys.exit("%d releases acked, expected %d (both directions of %d sessions)" % (len(acked), 2 * n, n))
 secs = max(acked) - min(sent)
 ack_ms.sort()
 pct = lambda q: ack_ms[min(len(ack_ms) - 1, int(q * len(ack_ms)))] if ack_ms else -1
@@ -146,10 +156,10 @@ PY
     t_finish
 }
 
-# fail_case S OUT: 2 workers, S sessions on each, one killed; appends
-# "key value_ms" lines.
+# fail_case S OUT ROOM_MS: 2 workers, S sessions on each, one killed;
+# appends "key value_ms" lines.
 fail_case() {
-    local s=$1 out=$2
+    local s=$1 out=$2 room_ms=$3
     T_WORKERS=2
     T_SIPP_TRACE_MSG=0
     # Over UDP the burst of BYEs overflows sipp's receive buffer and the
@@ -160,8 +170,9 @@ fail_case() {
     t_init bench_worker_fail
     local n=$((2 * s)) rate=1000 se=600
     # The clients of the surviving worker hang up on their own once the
-    # measurement is over: setup + kill + clearing, with room to spare.
-    local hold_ms=$((n * 1000 / rate + 8000))
+    # measurement is over: setup + kill + clearing, with room to spare
+    # (ROOM_MS: 8 s; --quick 3 s).
+    local hold_ms=$((n * 1000 / rate + room_ms))
     t_start_stack --session-expires $se --min-se 2 --heartbeat-ms 200 --liveness 3
     local uac_xml
     uac_xml=$(t_scenario "$FAULT/client_hold.xml" HOLD_MS=$hold_ms)
@@ -172,6 +183,8 @@ fail_case() {
     t_wait_metric up imsplit_up_legs_active -eq $((2 * n)) 10 || t_fail "legs missing"
     local on2
     on2=$(t_ctl_worker up-2 sessions)
+    [[ $on2 =~ ^[0-9]+$ ]] && ((on2 > 0 && on2 < n)) ||
+        t_fail "the sessions are not spread over both workers (up-2 holds '$on2' of $n)"
     sleep 0.5
     t_kill up-2 KILL
     local kill_ts=${T_KILL_TS[up-2]} i now ctl_zero="" active_down=""
@@ -187,10 +200,16 @@ fail_case() {
         [[ -n $active_down && -n $ctl_zero ]] && break
         sleep 0.01
     done
+    [[ -n $active_down && -n $ctl_zero ]] ||
+        t_fail "the killed worker's $on2 sessions were not cleared (active down: ${active_down:-no}, imsplit-ctl 0: ${ctl_zero:-no})"
     for ((i = 0; i < 200; i++)); do
         (($(t_event_count uac bye) >= on2 && $(t_event_count uas bye) >= on2)) && break
         sleep 0.05
     done
+    (($(t_event_count uac bye) >= on2 && $(t_event_count uas bye) >= on2)) ||
+        t_fail "not every BYE of the killed worker's $on2 sessions reached both sides"
+    (($(t_count_log cp event=bye_sent cause=worker_lost) == 2 * on2)) ||
+        t_fail "$(t_count_log cp event=bye_sent cause=worker_lost) BYEs sent for the $on2 sessions of the killed worker, expected $((2 * on2))"
     {
         echo "sessions_on_killed $on2"
         echo "sessions_total $n"
@@ -213,8 +232,8 @@ case ${1:-} in
     --case)
         shift
         case $1 in
-            storm) storm_case "$2" "$3" "$4" "$5" ;;
-            fail) fail_case "$2" "$3" ;;
+            storm) storm_case "$2" "$3" "$4" "$5" "$6" ;;
+            fail) fail_case "$2" "$3" "$4" ;;
             *) echo "unknown case $1" >&2; exit 64 ;;
         esac
         exit 0
@@ -226,9 +245,9 @@ esac
 source "$(dirname "${BASH_SOURCE[0]}")/bench_args.sh"
 bench_quick_args "$@"
 if ((QUICK)); then
-    N=${BENCH_STORM_SESSIONS:-300} S=${BENCH_FAIL_SESSIONS:-150}
+    N=${BENCH_STORM_SESSIONS:-50} S=${BENCH_FAIL_SESSIONS:-50} LINGER_MS=1000 ROOM_MS=3000
 else
-    N=${BENCH_STORM_SESSIONS:-2000} S=${BENCH_FAIL_SESSIONS:-1000}
+    N=${BENCH_STORM_SESSIONS:-2000} S=${BENCH_FAIL_SESSIONS:-1000} LINGER_MS=3000 ROOM_MS=8000
 fi
 ((N >= 10 && N <= 20000)) || { echo "BENCH_STORM_SESSIONS out of 10..20000" >&2; exit 64; }
 ((S >= 10 && S <= 10000)) || { echo "BENCH_FAIL_SESSIONS out of 10..10000" >&2; exit 64; }
@@ -238,8 +257,12 @@ trap 'rm -rf -- "$OUT"' EXIT
 
 for mode in paced burst; do
     for k in 1 2 4; do
+        # --quick: one run per mode, paced with 1 worker, burst with 4.
+        if ((QUICK)) && [[ $mode/$k != paced/1 && $mode/$k != burst/4 ]]; then
+            continue
+        fi
         echo "== expiry storm ($mode): $N sessions, $k worker(s)"
-        bash "$0" --case storm "$k" "$N" "$mode" "$OUT/storm" >"$OUT/storm_${mode}_k$k.log" 2>&1 || {
+        bash "$0" --case storm "$k" "$N" "$mode" "$OUT/storm" "$LINGER_MS" >"$OUT/storm_${mode}_k$k.log" 2>&1 || {
             tail -n 40 "$OUT/storm_${mode}_k$k.log" >&2
             echo "$mode storm run with $k workers failed" >&2
             exit 1
@@ -248,7 +271,7 @@ for mode in paced burst; do
     done
 done
 echo "== worker failure: $S sessions on each of 2 workers, one killed"
-bash "$0" --case fail "$S" "$OUT/fail" >"$OUT/fail.log" 2>&1 || {
+bash "$0" --case fail "$S" "$OUT/fail" "$ROOM_MS" >"$OUT/fail.log" 2>&1 || {
     tail -n 40 "$OUT/fail.log" >&2
     echo "worker failure run failed" >&2
     exit 1

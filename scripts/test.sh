@@ -6,9 +6,13 @@
 #                 daemons under valgrind's memcheck, tests/valgrind/run.sh
 #                 (no sanitizers, build-vg/)
 #   --fuzz        then also every libFuzzer target for $IMSPLIT_FUZZ_SECONDS
-#                 (default 10) each, tests/fuzz/run.sh (clang, build-fuzz/)
+#                 (default 5) each, tests/fuzz/run.sh (clang, build-fuzz/)
 #   --container   then also the container test, tests/deploy/test_container.sh
 #                 (root; installs podman and builds the image: docs/deploy.md)
+#   --bench       then also every benchmark once at its --quick size, only to
+#                 prove each runs, bench/smoke.sh (builds build/ without
+#                 sanitizers; root: installs Kamailio and rtpengine for the
+#                 reference: docs/performance.md)
 # The extras run in this order, whatever the order of the flags. The exit
 # code is ctest's if it failed, else the first failing extra's.
 set -euo pipefail
@@ -19,13 +23,15 @@ quick=0
 container=0
 valgrind=0
 fuzz=0
+bench=0
 for arg in "$@"; do
     case $arg in
         --quick) quick=1 ;;
         --container) container=1 ;;
         --valgrind) valgrind=1 ;;
         --fuzz) fuzz=1 ;;
-        -h | --help) sed -n '2,13p' "$0"; exit 0 ;;
+        --bench) bench=1 ;;
+        -h | --help) sed -n '2,17p' "$0"; exit 0 ;;
         *) echo "test.sh: unknown argument $arg" >&2; exit 64 ;;
     esac
 done
@@ -57,12 +63,17 @@ if ((valgrind)); then
 fi
 if ((fuzz)); then
     frc=0
-    IMSPLIT_FUZZ_SECONDS=${IMSPLIT_FUZZ_SECONDS:-10} bash tests/fuzz/run.sh || frc=$?
+    IMSPLIT_FUZZ_SECONDS=${IMSPLIT_FUZZ_SECONDS:-5} bash tests/fuzz/run.sh || frc=$?
     ((rc != 0)) || rc=$frc
 fi
 if ((container)); then
     crc=0
     bash tests/deploy/test_container.sh || crc=$?
     ((rc != 0)) || rc=$crc
+fi
+if ((bench)); then
+    brc=0
+    bash bench/smoke.sh || brc=$?
+    ((rc != 0)) || rc=$brc
 fi
 exit "$rc"

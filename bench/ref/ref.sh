@@ -304,7 +304,13 @@ ref_start() {
         ok=0
         for ((k = 0; k < 50; k++)); do
             ref_pid_alive "${REF_RTP_PIDS[$i]}" || break
-            [[ $(ref_ng "${REF_NG_PORTS[$i]}" ping 2>/dev/null) == pong ]] && { ok=1; break; }
+            # A ping sent before the ng port is bound waits out its 2 s
+            # timeout (no error comes back for it); ping once it is bound.
+            if ss -H -lun "sport = :${REF_NG_PORTS[$i]}" 2>/dev/null | grep -q . &&
+                [[ $(ref_ng "${REF_NG_PORTS[$i]}" ping 2>/dev/null) == pong ]]; then
+                ok=1
+                break
+            fi
             sleep 0.1
         done
         if ((!ok)); then
