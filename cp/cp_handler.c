@@ -53,6 +53,11 @@ void cp_handler_heap_tick(cp_context_t *ctx)
     }
     im_metric_set(ctx->metrics->heap_bytes[0], (int64_t)st.in_use);
     im_metric_set(ctx->metrics->heap_bytes[1], (int64_t)st.free);
+    if (ctx->sessions)
+        im_metric_set(ctx->metrics->session_store_bytes,
+                      (int64_t)cp_sessions_store_bytes(ctx->sessions));
+    im_metric_set(ctx->metrics->session_strings_spilled_total,
+                  (int64_t)cp_session_str_spills());
 }
 
 void cp_handler_reply(cp_context_t *ctx, const void *peer, size_t peer_len,
@@ -125,8 +130,7 @@ static void s_on_allocate_result(cp_context_t *ctx, cp_worker_t *w,
         return;
     }
     cp_leg_t *leg = &s->legs[dir];
-    free(leg->path);
-    leg->path = strdup(r->path);
+    cp_session_strset(s, &leg->path, r->path);
     if (!leg->path) {
         cp_sip_dispatch(ctx, s, CP_EV_ALLOCATED, (cp_dir_t)dir, 0);
         cp_sip_dispatch(ctx, s, CP_EV_FAILED, (cp_dir_t)dir, 500);

@@ -203,6 +203,14 @@ cp_metrics_t *cp_metrics_new(void)
     m->heap_bytes[1] = im_metrics_add(r, "imsplit_cp_heap_bytes",
         "Heap bytes in use and free (malloc's view; RSS may be higher "
         "until free pages are trimmed)", IM_METRIC_GAUGE, "state=\"free\"");
+    m->session_store_bytes = im_metrics_add(r,
+        "imsplit_cp_session_store_bytes",
+        "Memory mapped for sessions and their strings, outside the heap",
+        IM_METRIC_GAUGE, NULL);
+    m->session_strings_spilled_total = im_metrics_add(r,
+        "imsplit_cp_session_strings_spilled_total",
+        "Session strings that did not fit the session's block (malloc'd)",
+        IM_METRIC_COUNTER, NULL);
     m->refreshes_sent_total = im_metrics_add(r,
         "imsplit_cp_refreshes_sent_total",
         "Session refreshes sent (UPDATE or re-INVITE)", IM_METRIC_COUNTER,

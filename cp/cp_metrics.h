@@ -96,6 +96,8 @@ struct cp_metrics {
     im_metric_t *timer_lateness_seconds;    /* histogram */
     im_metric_t *release_latency_seconds;   /* histogram */
     im_metric_t *heap_bytes[2];             /* in_use, free */
+    im_metric_t *session_store_bytes;       /* the sessions' slab, mapped */
+    im_metric_t *session_strings_spilled_total;
     im_metric_family_t *worker_legs;        /* {worker="ID"} */
     im_metric_family_t *worker_sessions;    /* {worker="ID"} */
     bool worker_cap_logged;

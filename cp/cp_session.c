@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cp_slab.h"
 #include "im_clock.h"
 #include "im_log.h"
 
@@ -453,6 +454,7 @@ cp_sess_state_t cp_session_dispatch(cp_session_t *s, cp_sess_event_t ev,
 /* ---- session table ---------------------------------------------------- */
 
 struct cp_sessions {
+    cp_slab_t *slab; /* every session's block */
     cp_session_t **buckets;
     size_t nbuckets; /* power of two */
     size_t count;
@@ -494,7 +496,10 @@ cp_sessions_t *cp_sessions_new(uint64_t first_id)
         return NULL;
     t->nbuckets = 1024;
     t->buckets = calloc(t->nbuckets, sizeof(*t->buckets));
-    if (!t->buckets) {
+    t->slab = cp_slab_new(CP_SESSION_BLOCK);
+    if (!t->buckets || !t->slab) {
+        free(t->buckets);
+        cp_slab_destroy(&t->slab);
         free(t);
         return NULL;
     }
@@ -507,6 +512,7 @@ void cp_sessions_destroy(cp_sessions_t **t_p)
     if (!t_p || !*t_p)
         return;
     free((*t_p)->buckets);
+    cp_slab_destroy(&(*t_p)->slab);
     free(*t_p);
     *t_p = NULL;
 }
@@ -536,9 +542,10 @@ static void s_grow(cp_sessions_t *t)
 
 cp_session_t *cp_session_new(cp_sessions_t *t)
 {
-    cp_session_t *s = calloc(1, sizeof(*s));
+    cp_session_t *s = cp_slab_alloc(t->slab);
     if (!s)
         return NULL;
+    s->strs_size = (uint16_t)(CP_SESSION_BLOCK - sizeof(*s));
     if (t->count >= t->nbuckets)
         s_grow(t);
     s->id = t->next_id++;
@@ -565,13 +572,81 @@ cp_session_t *cp_session_find(const cp_sessions_t *t, uint64_t id)
     return NULL;
 }
 
-static void s_leg_free_strings(cp_leg_t *leg)
+/* ---- the session's string store ------------------------------------- */
+
+static uint64_t s_str_spills;
+
+_Static_assert(sizeof(cp_session_t) + 1024 <= CP_SESSION_BLOCK,
+               "a session's block leaves room for its strings");
+
+static bool s_in_store(const cp_session_t *s, const char *p)
 {
-    free(leg->contact);
-    free(leg->path);
-    free(leg->peer_path);
-    free(leg->peer_setup);
-    free(leg->sdp_out);
+    return p >= s->strs && p < s->strs + s->strs_size;
+}
+
+char *cp_session_strndup(cp_session_t *s, const char *src, size_t n)
+{
+    if (!src)
+        return NULL;
+    char *d;
+    if (n < (size_t)(s->strs_size - s->strs_used)) {
+        d = s->strs + s->strs_used;
+        s->strs_used = (uint16_t)(s->strs_used + n + 1);
+    } else {
+        d = malloc(n + 1);
+        if (!d)
+            return NULL;
+        s_str_spills++;
+    }
+    memcpy(d, src, n);
+    d[n] = '\0';
+    return d;
+}
+
+char *cp_session_strdup(cp_session_t *s, const char *src)
+{
+    return src ? cp_session_strndup(s, src, strlen(src)) : NULL;
+}
+
+void cp_session_strfree(cp_session_t *s, char *p)
+{
+    if (!p)
+        return;
+    if (!s_in_store(s, p)) {
+        free(p);
+        return;
+    }
+    size_t end = (size_t)(p - s->strs) + strlen(p) + 1;
+    if (end == s->strs_used)
+        s->strs_used = (uint16_t)(p - s->strs);
+}
+
+void cp_session_strset(cp_session_t *s, char **dst, const char *src)
+{
+    char *old = *dst;
+    *dst = NULL;
+    cp_session_strfree(s, old);
+    *dst = cp_session_strdup(s, src);
+}
+
+uint64_t cp_session_str_spills(void)
+{
+    return s_str_spills;
+}
+
+static void s_leg_free_strings(cp_session_t *s, cp_leg_t *leg)
+{
+    char **owned[] = {&leg->path,       &leg->peer_path,  &leg->peer_setup,
+                      &leg->sdp_out,    &leg->local_uri,  &leg->remote_uri,
+                      &leg->remote_tag, &leg->target,     &leg->route};
+    for (size_t i = 0; i < sizeof(owned) / sizeof(owned[0]); i++) {
+        cp_session_strfree(s, *owned[i]);
+        *owned[i] = NULL;
+    }
+    /* The client leg's Call-ID is the session's. */
+    if (leg->call_id != s->call_id)
+        cp_session_strfree(s, leg->call_id);
+    leg->call_id = NULL;
 }
 
 void cp_session_detach(cp_sessions_t *t, cp_session_t *s)
@@ -599,17 +674,22 @@ void cp_session_free(cp_sessions_t *t, cp_session_t **s_p)
     cp_session_t *s = *s_p;
     cp_session_detach(t, s);
     for (int d = 0; d < CP_DIR_COUNT; d++)
-        s_leg_free_strings(&s->legs[d]);
-    free(s->call_id);
+        s_leg_free_strings(s, &s->legs[d]);
+    cp_session_strfree(s, s->call_id);
     free(s->client_sdp);
     free(s->ctrl_sdp);
-    free(s);
+    cp_slab_free(t->slab, s);
     *s_p = NULL;
 }
 
 size_t cp_sessions_count(const cp_sessions_t *t)
 {
     return t->count;
+}
+
+size_t cp_sessions_store_bytes(const cp_sessions_t *t)
+{
+    return cp_slab_mapped(t->slab);
 }
 
 size_t cp_sessions_pending(const cp_sessions_t *t)

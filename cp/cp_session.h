@@ -102,7 +102,6 @@ enum {
     CP_REL_SHUTDOWN = 10,
 };
 
-struct nta_leg_s;
 struct nta_incoming_s;
 struct nta_outgoing_s;
 
@@ -116,16 +115,30 @@ typedef struct cp_leg {
     bool release_wanted; /* release as soon as an allocation completes */
     int release_reason;  /* reason of the ReleaseLeg sent (for logs/tests) */
 
-    /* SIP side (owned; destroyed by the SIP layer before the session). */
-    struct nta_leg_s *nta;
+    /* SIP transactions (owned; destroyed by the SIP layer before the
+     * session). */
     struct nta_outgoing_s *orq;     /* INVITE (controlling) or a refresh */
     struct nta_outgoing_s *bye;     /* our BYE */
     struct nta_incoming_s *irq;     /* client INVITE server transaction */
-    char *contact;                  /* our Contact on this leg */
+    const char *contact;            /* our Contact on this leg (static) */
     bool peer_allows_update;
     bool tcp;                       /* leg's SIP transport is TCP */
 
-    /* Media (strings owned). */
+    /* The SIP dialog (RFC 3261 12), kept here rather than in an NTA leg:
+     * the session's own block holds it (see cp_session_strdup). Our tag
+     * is made of the session id, the direction and tag_nonce
+     * (cp_sip), so a request finds its dialog from its To tag. */
+    uint32_t tag_nonce;
+    uint32_t local_cseq;  /* CSeq of the last request we sent */
+    uint32_t remote_cseq; /* CSeq of the last request received; 0: none */
+    char *call_id;        /* the client leg's is the session's call_id */
+    char *local_uri;      /* our From, as name-addr, without tag */
+    char *remote_uri;     /* our To, as name-addr, without tag */
+    char *remote_tag;     /* NULL until known (controlling leg: its 2xx) */
+    char *target;         /* remote target: the peer's Contact URI */
+    char *route;          /* route set as a Route header value, or NULL */
+
+    /* Media (strings in the session's store). */
     char *path;       /* worker's msrp path for this leg */
     char *peer_path;  /* the peer's a=path */
     char *peer_setup; /* the peer's effective RFC 6135 role */
@@ -172,7 +185,18 @@ struct cp_session {
     bool pending;         /* counted in the table's set-ups in progress */
     cp_session_t *hnext; /* session table chain, then the reap list */
     void *owner;         /* opaque back-pointer for the ops (cp_context_t) */
+
+    /* The session's string store: the rest of its block. */
+    uint16_t strs_used;
+    uint16_t strs_size;
+    char strs[];
 };
+
+/* Every session is one block of this size from the table's slab: the
+ * structure, then its strings (dialogs, paths, SDP), so a session's
+ * long-lived memory is one place, apart from the transactions that set it
+ * up. Typical strings take about 1 KiB; what does not fit is malloc'd. */
+#define CP_SESSION_BLOCK 2048
 
 typedef struct {
     /* Sends AllocateLeg for one direction. <0: could not be sent. */
@@ -226,10 +250,25 @@ void cp_sessions_destroy(cp_sessions_t **t_p);
 /* Creates a session in ALLOCATING with a new id, owned by the table. */
 cp_session_t *cp_session_new(cp_sessions_t *t);
 cp_session_t *cp_session_find(const cp_sessions_t *t, uint64_t id);
+/* A copy of src (n bytes, or up to its NUL with cp_session_strdup) that
+ * lives as long as the session: in its store, or malloc'd when the store
+ * is full. NULL only if out of memory (or src is NULL). */
+char *cp_session_strndup(cp_session_t *s, const char *src, size_t n);
+char *cp_session_strdup(cp_session_t *s, const char *src);
+/* Gives a string of the session back (NULL-safe). Store space is reused
+ * only if it was the last string taken; the rest returns with the session. */
+void cp_session_strfree(cp_session_t *s, char *p);
+/* *dst = a copy of src (or NULL), the old string given back. */
+void cp_session_strset(cp_session_t *s, char **dst, const char *src);
+/* Strings that did not fit a session's store, since start (metrics). */
+uint64_t cp_session_str_spills(void);
+
 /* Removes from the table and frees the session's own memory (strings). The
  * SIP objects must have been destroyed by the caller. */
 void cp_session_free(cp_sessions_t *t, cp_session_t **s_p);
 size_t cp_sessions_count(const cp_sessions_t *t);
+/* Bytes mapped for the sessions' blocks. */
+size_t cp_sessions_store_bytes(const cp_sessions_t *t);
 /* Sessions in the table that are being set up: from the INVITE to the
  * client's ACK (ALLOCATING, CALLING, ANSWERED), waiting on a worker or on
  * the controlling side. */

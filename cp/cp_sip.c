@@ -19,10 +19,12 @@
 #include <sofia-sip/sip_tag.h>
 #include <sofia-sip/su_string.h>
 #include <sofia-sip/su_tagarg.h>
+#include <sofia-sip/su_uniqueid.h>
 #include <sofia-sip/tport_tag.h>
 #include <sofia-sip/url.h>
 
 #include "cp_build.h"
+#include "cp_dialog.h"
 #include "cp_handler.h"
 #include "cp_metrics.h"
 #include "cp_pool.h"
@@ -71,8 +73,6 @@ static struct {
     size_t byes_in_flight;
 } s_sip;
 
-static int s_leg_cb(void *magic, nta_leg_t *leg, nta_incoming_t *irq,
-                    sip_t const *sip);
 static int s_orq_cb(void *magic, nta_outgoing_t *orq, sip_t const *sip);
 static int s_client_irq_cb(void *magic, nta_incoming_t *irq,
                            sip_t const *sip);
@@ -97,12 +97,6 @@ void cp_sip_dispatch(cp_context_t *ctx, cp_session_t *s, cp_sess_event_t ev,
 }
 
 /* ---- helpers -------------------------------------------------------- */
-
-static cp_dir_t s_dir_of_leg(const cp_session_t *s, const nta_leg_t *leg)
-{
-    return s->legs[CP_DIR_CONTROLLING].nta == leg ? CP_DIR_CONTROLLING
-                                                  : CP_DIR_CLIENT;
-}
 
 static void s_count(cp_sip_way_t way, int status)
 {
@@ -170,10 +164,90 @@ static char *s_strndup(const char *p, size_t n)
     return d;
 }
 
-static void s_set_str(char **dst, const char *src)
+/* ---- dialogs --------------------------------------------------------- */
+
+static cp_session_t *s_leg_session(cp_leg_t *leg)
 {
-    free(*dst);
-    *dst = src ? strdup(src) : NULL;
+    return (cp_session_t *)(void *)((char *)(leg - leg->dir) -
+                                     offsetof(cp_session_t, legs));
+}
+
+static void s_local_tag(const cp_session_t *s, cp_dir_t dir,
+                        char tag[CP_DIALOG_TAG_LEN + 1])
+{
+    cp_dialog_tag(s->id, dir, s->legs[dir].tag_nonce, tag);
+}
+
+/* The leg a To tag names, if it is one of ours and its session is live. */
+static cp_leg_t *s_leg_of_tag(cp_context_t *ctx, const char *tag)
+{
+    uint64_t id;
+    int dir;
+    uint32_t nonce;
+    if (cp_dialog_tag_parse(tag, &id, &dir, &nonce) < 0)
+        return NULL;
+    cp_session_t *s = cp_session_find(ctx->sessions, id);
+    if (!s || s->state == CP_SESS_CLOSED || s->legs[dir].tag_nonce != nonce)
+        return NULL;
+    return &s->legs[dir];
+}
+
+/* The peer's Contact becomes the leg's remote target (a dialog's start and
+ * every target refresh, RFC 3261 12.2). Without one the target stays. */
+static void s_leg_target(cp_session_t *s, cp_leg_t *leg,
+                         sip_contact_t const *m)
+{
+    if (!m || !m->m_url->url_host)
+        return;
+    su_home_t home[1] = {SU_HOME_INIT(home)};
+    char *uri = url_as_string(home, m->m_url);
+    if (uri && (!leg->target || strcmp(uri, leg->target) != 0))
+        cp_session_strset(s, &leg->target, uri);
+    su_home_deinit(home);
+}
+
+/* Sends a request in a leg's dialog (RFC 3261 12.2.1.1) through NTA's
+ * default leg: From, To, Call-ID and CSeq from the leg, the request URI
+ * the remote target (or request_uri before there is one), Route the route
+ * set. A strict router (no ;lr) in front takes the request URI itself and
+ * the target goes last in Route. Extra headers come as tags. */
+static nta_outgoing_t *s_leg_request(cp_session_t *s, cp_dir_t dir,
+                                     url_string_t const *route_url,
+                                     sip_method_t method, char const *name,
+                                     url_string_t const *request_uri,
+                                     uint32_t cseq, tag_type_t tag,
+                                     tag_value_t value, ...)
+{
+    cp_leg_t *leg = &s->legs[dir];
+    nta_outgoing_t *orq = NULL;
+    su_home_t home[1] = {SU_HOME_INIT(home)};
+    char ltag[CP_DIALOG_TAG_LEN + 1];
+    s_local_tag(s, dir, ltag);
+    char *from = su_sprintf(home, "%s;tag=%s", leg->local_uri, ltag);
+    char *to = leg->remote_tag
+                   ? su_sprintf(home, "%s;tag=%s", leg->remote_uri,
+                                leg->remote_tag)
+                   : su_strdup(home, leg->remote_uri);
+    sip_cseq_t *cs = sip_cseq_create(home, cseq, method, name);
+    sip_route_t *route = NULL;
+    url_t const *ruri = (url_t const *)request_uri;
+    if ((leg->target || leg->route) &&
+        cp_dialog_route(home, leg->route, leg->target, &ruri, &route) < 0)
+        goto out;
+    if (!from || !to || !cs || !ruri)
+        goto out;
+    ta_list ta;
+    ta_start(ta, tag, value);
+    orq = nta_outgoing_tcreate(
+        s_sip.default_leg, method == sip_method_ack ? NULL : s_orq_cb,
+        method == sip_method_ack ? NULL : s, route_url, method, name,
+        (url_string_t const *)ruri, SIPTAG_FROM_STR(from), SIPTAG_TO_STR(to),
+        SIPTAG_CALL_ID_STR(leg->call_id), SIPTAG_CSEQ(cs),
+        TAG_IF(route, SIPTAG_ROUTE(route)), ta_tags(ta));
+    ta_end(ta);
+out:
+    su_home_deinit(home);
+    return orq;
 }
 
 /* ---- session timers ------------------------------------------------- */
@@ -237,10 +311,9 @@ static void s_send_refresh(cp_context_t *ctx, cp_session_t *s, cp_dir_t dir)
     /* The initial INVITE's transaction was kept only to re-ACK 2xx
      * retransmissions; a refresh replaces it. */
     nta_outgoing_destroy(leg->orq);
-    leg->orq = nta_outgoing_tcreate(
-        leg->nta, s_orq_cb, s, NULL,
-        update ? sip_method_update : sip_method_invite,
-        update ? "UPDATE" : "INVITE", NULL,
+    leg->orq = s_leg_request(
+        s, dir, NULL, update ? sip_method_update : sip_method_invite,
+        update ? "UPDATE" : "INVITE", NULL, ++leg->local_cseq,
         SIPTAG_CONTACT_STR(leg->contact), SIPTAG_SUPPORTED_STR("timer"),
         SIPTAG_ALLOW_STR(CP_ALLOW), SIPTAG_SESSION_EXPIRES_STR(se),
         SIPTAG_MIN_SE_STR(min_se),
@@ -278,34 +351,39 @@ static int s_send_invite(cp_context_t *ctx, cp_session_t *s, uint32_t se)
     }
     int rc = -ENOMEM;
     su_home_t home[1] = {SU_HOME_INIT(home)};
-    if (!ctrl->nta) {
-        sip_from_t *from = sip_from_create(home,
-                                           (url_string_t *)req->sip_from->a_url);
-        sip_to_t *to = sip_to_create(home, (url_string_t *)req->sip_to->a_url);
+    if (!ctrl->call_id) {
+        /* The controlling leg's dialog: the caller and callee of the
+         * client's INVITE (display name and URI only), a new Call-ID. */
+        char *from = cp_dialog_name_addr(home, req->sip_from);
+        char *to = cp_dialog_name_addr(home, req->sip_to);
         sip_call_id_t *cid = sip_call_id_create(home, NULL);
         if (!from || !to || !cid)
             goto out;
-        from->a_display = req->sip_from->a_display;
-        to->a_display = req->sip_to->a_display;
-        ctrl->nta = nta_leg_tcreate(ctx->agent, s_leg_cb, s, SIPTAG_FROM(from),
-                                    SIPTAG_TO(to), SIPTAG_CALL_ID(cid),
-                                    TAG_END());
-        if (!ctrl->nta || !nta_leg_tag(ctrl->nta, NULL))
+        ctrl->tag_nonce = su_random();
+        ctrl->call_id = cp_session_strdup(s, cid->i_id);
+        ctrl->local_uri = cp_session_strdup(s, from);
+        ctrl->remote_uri = cp_session_strdup(s, to);
+        if (!ctrl->call_id || !ctrl->local_uri || !ctrl->remote_uri)
             goto out;
         ctrl->tcp = s_sip.next_hop &&
                     url_has_param(s_sip.next_hop, "transport=tcp");
-        s_set_str(&ctrl->contact, s_contact(ctrl->tcp));
+        ctrl->contact = s_contact(ctrl->tcp);
     }
     if (!ctrl->sdp_out) {
         cp_sdp_rewrite_t rw = {ctrl->path, "actpass", s->id, 1};
-        char err[160];
-        rc = cp_sdp_rewrite(s->client_sdp, strlen(s->client_sdp), &rw,
-                            &ctrl->sdp_out, err, sizeof(err));
+        char err[160], *out = NULL;
+        rc = cp_sdp_rewrite(s->client_sdp, strlen(s->client_sdp), &rw, &out,
+                            err, sizeof(err));
         if (rc < 0) {
             IM_LOG_WARN("event=sdp_rewrite_failed sid=%016" PRIx64
                         " dir=controlling why=\"%s\"", s->id, err);
             goto out;
         }
+        ctrl->sdp_out = cp_session_strdup(s, out);
+        free(out);
+        rc = -ENOMEM;
+        if (!ctrl->sdp_out)
+            goto out;
         /* Only the rewritten offer is needed from here on (a retry after
          * 422 sends it again). */
         free(s->client_sdp);
@@ -320,10 +398,10 @@ static int s_send_invite(cp_context_t *ctx, cp_session_t *s, uint32_t se)
     char se_str[24], min_se[24];
     snprintf(se_str, sizeof(se_str), "%u", offer.se);
     snprintf(min_se, sizeof(min_se), "%u", offer.min_se);
-    ctrl->orq = nta_outgoing_tcreate(
-        ctrl->nta, s_orq_cb, s, (url_string_t *)s_sip.next_hop,
+    ctrl->orq = s_leg_request(
+        s, CP_DIR_CONTROLLING, (url_string_t *)s_sip.next_hop,
         SIP_METHOD_INVITE, (url_string_t *)req->sip_request->rq_url,
-        SIPTAG_CONTACT_STR(ctrl->contact), SIPTAG_SUPPORTED_STR("timer"),
+        ++ctrl->local_cseq, SIPTAG_CONTACT_STR(ctrl->contact), SIPTAG_SUPPORTED_STR("timer"),
         SIPTAG_ALLOW_STR(CP_ALLOW), SIPTAG_SESSION_EXPIRES_STR(se_str),
         SIPTAG_MIN_SE_STR(min_se),
         SIPTAG_CONTENT_TYPE_STR("application/sdp"),
@@ -358,17 +436,13 @@ out:
     return rc;
 }
 
-static void s_send_ack(cp_leg_t *leg, nta_outgoing_t *orq)
+static void s_send_ack(cp_session_t *s, cp_dir_t dir, nta_outgoing_t *orq)
 {
-    su_home_t home[1] = {SU_HOME_INIT(home)};
-    sip_cseq_t *cseq = sip_cseq_create(home, nta_outgoing_cseq(orq),
-                                       SIP_METHOD_ACK);
-    nta_outgoing_t *ack = nta_outgoing_tcreate(
-        leg->nta, NULL, NULL, NULL, SIP_METHOD_ACK, NULL, SIPTAG_CSEQ(cseq),
-        SIPTAG_CONTACT_STR(leg->contact), TAG_END());
+    nta_outgoing_t *ack = s_leg_request(
+        s, dir, NULL, SIP_METHOD_ACK, NULL, nta_outgoing_cseq(orq),
+        SIPTAG_CONTACT_STR(s->legs[dir].contact), TAG_END());
     /* An ACK has no response: nothing to keep. */
     nta_outgoing_destroy(ack);
-    su_home_deinit(home);
 }
 
 /* ---- responses ------------------------------------------------------ */
@@ -398,11 +472,11 @@ static void s_on_invite_2xx(cp_context_t *ctx, cp_session_t *s,
     free(s->ctrl_sdp);
     s->ctrl_sdp = s_strndup(sip->sip_payload->pl_data,
                             sip->sip_payload->pl_len);
-    s_set_str(&ctrl->peer_path, info.path);
+    cp_session_strset(s, &ctrl->peer_path, info.path);
     /* RFC 6135: an answer without a=setup leaves the offerer (the
      * worker) active, i.e. the peer passive. */
-    s_set_str(&ctrl->peer_setup,
-              info.setup[0] ? info.setup : "passive");
+    cp_session_strset(s, &ctrl->peer_setup,
+                      info.setup[0] ? info.setup : "passive");
     cp_st_msg_t m;
     cp_st_uac_result_t r;
     cp_st_from_sip(sip, &m);
@@ -431,17 +505,22 @@ static void s_on_invite_response(cp_context_t *ctx, cp_session_t *s,
     }
     if (status < 300) {
         if (ctrl->dialog != CP_DIALOG_NONE) {
-            s_send_ack(ctrl, orq); /* a retransmitted 2xx */
+            /* a retransmitted 2xx */
+            s_send_ack(s, CP_DIR_CONTROLLING, orq);
             return;
         }
         if (!sip || !sip->sip_to) {
             cp_sip_dispatch(ctx, s, CP_EV_REJECTED, CP_DIR_CONTROLLING, 502);
             return;
         }
-        nta_leg_rtag(ctrl->nta, sip->sip_to->a_tag);
-        nta_leg_client_route(ctrl->nta, sip->sip_record_route,
-                             sip->sip_contact);
-        s_send_ack(ctrl, orq);
+        su_home_t home[1] = {SU_HOME_INIT(home)};
+        cp_session_strset(s, &ctrl->remote_tag, sip->sip_to->a_tag);
+        cp_session_strset(s, &ctrl->route,
+                          cp_dialog_route_set(home, sip->sip_record_route,
+                                              true, NULL));
+        su_home_deinit(home);
+        s_leg_target(s, ctrl, sip->sip_contact);
+        s_send_ack(s, CP_DIR_CONTROLLING, orq);
         /* The INVITE transaction is done for the session once its 2xx is
          * ACKed: it is handed back to NTA, which keeps absorbing
          * retransmissions of that 2xx until Timer D and then frees it with
@@ -483,6 +562,7 @@ static void s_refresh_result(cp_context_t *ctx, cp_session_t *s, cp_dir_t dir,
         if (!leg->refreshing)
             return; /* a retransmitted 2xx */
         leg->refreshing = false;
+        s_leg_target(s, leg, sip->sip_contact);
         cp_st_msg_t m;
         cp_st_uac_result_t r;
         cp_st_from_sip(sip, &m);
@@ -520,7 +600,7 @@ static void s_on_refresh_response(cp_context_t *ctx, cp_session_t *s,
     if (status < 200)
         return;
     if (status < 300 && nta_outgoing_method(orq) == sip_method_invite)
-        s_send_ack(leg, orq);
+        s_send_ack(s, dir, orq);
     /* A final answer ends the refresh for the session: the transaction,
      * with its request and answer, goes back to NTA, which absorbs
      * retransmitted answers until Timer K (D for a re-INVITE) and then
@@ -651,6 +731,7 @@ static int s_on_refresh_request(cp_context_t *ctx, cp_session_t *s,
         TAG_IF(a.require_timer, SIPTAG_REQUIRE_STR("timer")),
         TAG_IF(with_sdp, SIPTAG_CONTENT_TYPE_STR("application/sdp")),
         TAG_IF(with_sdp, SIPTAG_PAYLOAD_STR(leg->sdp_out)), TAG_END());
+    s_leg_target(s, leg, sip->sip_contact);
     im_metric_inc(ctx->metrics->refreshes_received_total);
     IM_LOG_INFO("event=refresh_received sid=%016" PRIx64 " dir=%s method=%s "
                 "se=%u role=%s", s->id, cp_dir_name(dir),
@@ -659,12 +740,10 @@ static int s_on_refresh_request(cp_context_t *ctx, cp_session_t *s,
     return 0;
 }
 
-static int s_leg_cb(void *magic, nta_leg_t *leg, nta_incoming_t *irq,
-                    sip_t const *sip)
+static int s_on_dialog_request(cp_context_t *ctx, cp_session_t *s,
+                               cp_dir_t dir, nta_incoming_t *irq,
+                               sip_t const *sip)
 {
-    cp_session_t *s = magic;
-    cp_context_t *ctx = s->owner;
-    cp_dir_t dir = s_dir_of_leg(s, leg);
     switch (sip->sip_request->rq_method) {
     case sip_method_bye:
         IM_LOG_INFO("event=bye_received sid=%016" PRIx64 " leg=%s", s->id,
@@ -814,29 +893,45 @@ static int s_on_invite(cp_context_t *ctx, nta_incoming_t *irq,
     snprintf(s->worker, sizeof(s->worker), "%s", w->id);
     w->sessions++;
     cp_metrics_worker_sync(ctx->metrics, w);
-    s->call_id = strdup(sip->sip_call_id ? sip->sip_call_id->i_id : "");
+    s->call_id = cp_session_strdup(s, sip->sip_call_id->i_id);
     s->client_sdp = s_strndup(sip->sip_payload->pl_data,
                               sip->sip_payload->pl_len);
     cp_leg_t *cl = &s->legs[CP_DIR_CLIENT];
     im_timer_init(&cl->st_timer, s_on_st_timer, s);
     im_timer_init(&s->legs[CP_DIR_CONTROLLING].st_timer, s_on_st_timer, s);
     cl->tcp = s_via_is_tcp(sip);
-    s_set_str(&cl->contact, s_contact(cl->tcp));
+    cl->contact = s_contact(cl->tcp);
     cl->se = a.se;
     cl->st_role = a.role;
     cl->peer_allows_update =
         sip->sip_allow && sip_is_allowed(sip->sip_allow, SIP_METHOD_UPDATE);
-    s_set_str(&cl->peer_path, info.path);
+    cp_session_strset(s, &cl->peer_path, info.path);
     /* The worker waits for the client's connection unless the client asked
      * to be the passive end. */
-    s_set_str(&cl->peer_setup,
-              su_casematch(info.setup, "passive") ? "passive" : "active");
-    cl->nta = nta_leg_tcreate(ctx->agent, s_leg_cb, s,
-                              SIPTAG_CALL_ID(sip->sip_call_id),
-                              SIPTAG_FROM(sip->sip_to),
-                              SIPTAG_TO(sip->sip_from), TAG_END());
+    cp_session_strset(s, &cl->peer_setup,
+                      su_casematch(info.setup, "passive") ? "passive"
+                                                          : "active");
+    /* The client leg's dialog, RFC 3261 12.1.1: our To is the INVITE's
+     * To, the remote target its Contact (its From URI without one). */
+    su_home_t home[1] = {SU_HOME_INIT(home)};
+    cl->call_id = s->call_id;
+    cl->tag_nonce = su_random();
+    cl->remote_cseq = sip->sip_cseq->cs_seq;
+    cl->local_uri = cp_session_strdup(s, cp_dialog_name_addr(home, sip->sip_to));
+    cl->remote_uri = cp_session_strdup(s, cp_dialog_name_addr(home, sip->sip_from));
+    cl->remote_tag = cp_session_strdup(s, sip->sip_from->a_tag);
+    cl->route = cp_session_strdup(
+        s, cp_dialog_route_set(home, sip->sip_record_route, false, NULL));
+    s_leg_target(s, cl, sip->sip_contact);
+    if (!cl->target)
+        cl->target = cp_session_strdup(
+            s, url_as_string(home, sip->sip_from->a_url));
+    bool incomplete = !cl->local_uri || !cl->remote_uri || !cl->target ||
+                      (sip->sip_from->a_tag && !cl->remote_tag) ||
+                      (sip->sip_record_route && !cl->route);
+    su_home_deinit(home);
     if (!s->call_id || !s->client_sdp || !cl->contact || !cl->peer_path ||
-        !cl->peer_setup || !cl->nta || !nta_leg_tag(cl->nta, NULL)) {
+        !cl->peer_setup || incomplete) {
         char q[200];
         IM_LOG_ERROR("event=session_create_failed call_id=%s",
                      im_log_quote(q, sizeof(q), s->call_id ? s->call_id : ""));
@@ -845,8 +940,9 @@ static int s_on_invite(cp_context_t *ctx, nta_incoming_t *irq,
         cp_sip_ops.closed(ctx, s);
         return 0;
     }
-    nta_leg_server_route(cl->nta, sip->sip_record_route, sip->sip_contact);
-    nta_incoming_tag(irq, nta_leg_get_tag(cl->nta));
+    char ltag[CP_DIALOG_TAG_LEN + 1];
+    s_local_tag(s, CP_DIR_CLIENT, ltag);
+    nta_incoming_tag(irq, ltag);
     cl->irq = irq;
     nta_incoming_bind(irq, s_client_irq_cb, s);
     s_treply(irq, SIP_100_TRYING, TAG_END());
@@ -870,15 +966,42 @@ static int s_on_invite(cp_context_t *ctx, nta_incoming_t *irq,
     return 0;
 }
 
+/* A request with a To tag: to the dialog the tag names, if it is live and
+ * the Call-ID and the peer's tag match (RFC 3261 12.2.2). */
+static int s_in_dialog(cp_context_t *ctx, nta_incoming_t *irq,
+                       sip_t const *sip)
+{
+    sip_method_t method = sip->sip_request->rq_method;
+    cp_leg_t *leg = s_leg_of_tag(ctx, sip->sip_to->a_tag);
+    if (leg && (strcmp(sip->sip_call_id->i_id, leg->call_id) != 0 ||
+                (leg->remote_tag && (!sip->sip_from->a_tag ||
+                                     strcmp(sip->sip_from->a_tag,
+                                            leg->remote_tag) != 0))))
+        leg = NULL;
+    if (!leg) {
+        if (method == sip_method_ack)
+            return 0;
+        return s_reply_final(irq, SIP_481_NO_TRANSACTION, TAG_END());
+    }
+    if (method != sip_method_ack && method != sip_method_cancel) {
+        uint32_t cseq = sip->sip_cseq->cs_seq;
+        if (leg->remote_cseq && cseq < leg->remote_cseq)
+            return s_reply_final(irq, 500, "Request Out of Order",
+                                 SIPTAG_RETRY_AFTER_STR("0"), TAG_END());
+        leg->remote_cseq = cseq;
+    }
+    return s_on_dialog_request(ctx, s_leg_session(leg), leg->dir, irq, sip);
+}
+
 static int s_default_cb(void *magic, nta_leg_t *leg, nta_incoming_t *irq,
                         sip_t const *sip)
 {
     cp_context_t *ctx = magic;
     (void)leg;
+    if (sip->sip_to && sip->sip_to->a_tag)
+        return s_in_dialog(ctx, irq, sip);
     switch (sip->sip_request->rq_method) {
     case sip_method_invite:
-        if (sip->sip_to && sip->sip_to->a_tag)
-            return s_reply_final(irq, SIP_481_NO_TRANSACTION, TAG_END());
         return s_on_invite(ctx, irq, sip);
     case sip_method_options:
         return s_reply_final(irq, SIP_200_OK, SIPTAG_ALLOW_STR(CP_ALLOW),
@@ -917,15 +1040,19 @@ static int s_op_answer(void *c, cp_session_t *s)
     const char *setup = su_casematch(cl->peer_setup, "passive") ? "active"
                                                                 : "passive";
     cp_sdp_rewrite_t rw = {cl->path, setup, s->id, 1};
-    char err[160];
-    free(cl->sdp_out);
+    char err[160], *out = NULL;
+    cp_session_strfree(s, cl->sdp_out);
     cl->sdp_out = NULL;
-    if (cp_sdp_rewrite(s->ctrl_sdp, strlen(s->ctrl_sdp), &rw, &cl->sdp_out,
-                       err, sizeof(err)) < 0) {
+    if (cp_sdp_rewrite(s->ctrl_sdp, strlen(s->ctrl_sdp), &rw, &out, err,
+                       sizeof(err)) < 0) {
         IM_LOG_WARN("event=sdp_rewrite_failed sid=%016" PRIx64
                     " dir=client why=\"%s\"", s->id, err);
         return -EINVAL;
     }
+    cl->sdp_out = cp_session_strdup(s, out);
+    free(out);
+    if (!cl->sdp_out)
+        return -ENOMEM;
     free(s->ctrl_sdp); /* the rewritten answer is what is kept */
     s->ctrl_sdp = NULL;
     /* The client leg's timer was negotiated when its INVITE arrived. */
@@ -979,12 +1106,6 @@ static void s_op_cancel(void *c, cp_session_t *s)
 
 /* ---- BYE pacing ----------------------------------------------------- */
 
-static cp_session_t *s_leg_session(cp_leg_t *leg)
-{
-    return (cp_session_t *)(void *)((char *)(leg - leg->dir) -
-                                     offsetof(cp_session_t, legs));
-}
-
 static void s_bye_gauges(cp_context_t *ctx)
 {
     im_metric_set(ctx->metrics->byes_in_flight, (int64_t)s_sip.byes_in_flight);
@@ -1031,8 +1152,8 @@ static int s_bye_send(cp_context_t *ctx, cp_session_t *s, cp_dir_t dir,
                       bool with_reason)
 {
     cp_leg_t *leg = &s->legs[dir];
-    leg->bye = nta_outgoing_tcreate(
-        leg->nta, s_orq_cb, s, NULL, SIP_METHOD_BYE, NULL,
+    leg->bye = s_leg_request(
+        s, dir, NULL, SIP_METHOD_BYE, NULL, ++leg->local_cseq,
         TAG_IF(with_reason, SIPTAG_REASON_STR(CP_REASON_TIMER)), TAG_END());
     if (!leg->bye) {
         IM_LOG_ERROR("event=bye_send_failed sid=%016" PRIx64 " leg=%s", s->id,
@@ -1067,7 +1188,7 @@ static int s_op_bye(void *c, cp_session_t *s, cp_dir_t dir, bool with_reason)
 {
     cp_context_t *ctx = c;
     cp_leg_t *leg = &s->legs[dir];
-    if (!leg->nta)
+    if (!leg->call_id)
         return -EINVAL;
     if (leg->refreshing) {
         nta_outgoing_destroy(leg->orq);
@@ -1124,10 +1245,8 @@ static void s_reap(im_timer_t *t, void *arg)
                              TAG_END());
                 nta_incoming_destroy(leg->irq);
             }
-            nta_leg_destroy(leg->nta);
             leg->orq = leg->bye = NULL;
             leg->irq = NULL;
-            leg->nta = NULL;
         }
         cp_session_free(ctx->sessions, &s);
     }

@@ -11,7 +11,9 @@
  * - the headers the B2BUA hands on to NTA (caller preferences, Subject,
  *   Priority, unknown headers, Record-Route and Contact for the route set,
  *   From/To/Call-ID of the new legs, Reason) are copied and encoded again,
- *   which is what NTA does with them.
+ *   which is what NTA does with them;
+ * - the dialog the CP keeps (cp_dialog): route sets, name-addrs, where its
+ *   requests go, and our tags.
  *
  * Besides what the sanitizers catch, the target aborts when a cp_st result
  * breaks RFC 4028 as cp_st.h states it (an interval below the floor, a 422
@@ -29,7 +31,9 @@
 #include <sofia-sip/sip_header.h>
 #include <sofia-sip/su_alloc.h>
 #include <sofia-sip/su_string.h>
+#include <sofia-sip/url.h>
 
+#include "cp_dialog.h"
 #include "cp_sdp.h"
 #include "cp_st.h"
 #include "im_log.h"
@@ -168,6 +172,44 @@ static void s_reencode(su_home_t *home, const sip_header_t *h)
     }
 }
 
+/* The dialog the CP keeps from a request or its 2xx (cp_dialog): route
+ * sets both ways, name-addrs, where a request in it would go, and a To tag
+ * that parses as ours must be exactly what cp_dialog_tag makes. */
+static void s_check_dialog(su_home_t *home, const sip_t *sip)
+{
+    bool failed;
+    char *in_order = cp_dialog_route_set(home, sip->sip_record_route, false,
+                                         &failed);
+    S_CHECK(in_order || failed || !sip->sip_record_route);
+    char *reversed = cp_dialog_route_set(home, sip->sip_record_route, true,
+                                         &failed);
+    S_CHECK(!in_order == !reversed || failed);
+    (void)cp_dialog_name_addr(home, sip->sip_from);
+    (void)cp_dialog_name_addr(home, sip->sip_to);
+    char *target = sip->sip_contact
+                       ? url_as_string(home, sip->sip_contact->m_url)
+                       : NULL;
+    for (int i = 0; i < 2; i++) {
+        url_t const *ruri = NULL;
+        sip_route_t *routes = NULL;
+        if (cp_dialog_route(home, i ? reversed : in_order, target, &ruri,
+                            &routes) == 0) {
+            S_CHECK(ruri != NULL);
+            (void)url_as_string(home, ruri);
+            s_reencode(home, (const sip_header_t *)routes);
+        }
+    }
+    uint64_t sid;
+    int dir;
+    uint32_t nonce;
+    const char *tag = sip->sip_to ? sip->sip_to->a_tag : NULL;
+    if (cp_dialog_tag_parse(tag, &sid, &dir, &nonce) == 0) {
+        char again[CP_DIALOG_TAG_LEN + 1];
+        cp_dialog_tag(sid, dir, nonce, again);
+        S_CHECK(strcmp(again, tag) == 0);
+    }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     msg_t *msg = msg_make(sip_default_mclass(), 0, data, (ssize_t)size);
@@ -209,6 +251,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     s_reencode(home, (const sip_header_t *)sip->sip_to);
     s_reencode(home, (const sip_header_t *)sip->sip_call_id);
     s_reencode(home, (const sip_header_t *)sip->sip_reason);
+    s_check_dialog(home, sip);
     su_home_deinit(home);
     msg_destroy(msg);
     return 0;

@@ -484,6 +484,68 @@ static void test_pending_count(void **st)
     assert_int_equal(cp_sessions_pending(s_f.table), 0);
 }
 
+/* A session's strings live in its own block while they fit; what does not
+ * is malloc'd (counted) and freed with the session (ASan: no leak). */
+static void test_string_store(void **st)
+{
+    (void)st;
+    cp_session_t *s = cp_session_new(s_f.table);
+    assert_non_null(s);
+    assert_int_equal(cp_sessions_store_bytes(s_f.table) % 4096, 0);
+    assert_true(cp_sessions_store_bytes(s_f.table) >= CP_SESSION_BLOCK);
+    char *a = cp_session_strdup(s, "sip:alice@example.com");
+    assert_string_equal(a, "sip:alice@example.com");
+    assert_true(a >= (char *)s && a < (char *)s + CP_SESSION_BLOCK);
+    char *b = cp_session_strndup(s, "msrp://x;tcp trailing", 12);
+    assert_string_equal(b, "msrp://x;tcp");
+    assert_null(cp_session_strdup(s, NULL));
+    /* The last string taken gives its room back; an earlier one keeps it
+     * until the session goes. */
+    uint16_t used = s->strs_used;
+    cp_session_strfree(s, b);
+    assert_true(s->strs_used < used);
+    char *b2 = cp_session_strdup(s, "again");
+    assert_ptr_equal(b2, b);
+    cp_session_strfree(s, a);
+    assert_string_equal(b2, "again");
+    /* strset replaces (and frees) in place. */
+    char *slot = NULL;
+    cp_session_strset(s, &slot, "one");
+    assert_string_equal(slot, "one");
+    cp_session_strset(s, &slot, NULL);
+    assert_null(slot);
+    /* Past the block's room a string is malloc'd and counted. */
+    uint64_t spills = cp_session_str_spills();
+    char big[CP_SESSION_BLOCK];
+    memset(big, 'r', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    s->legs[CP_DIR_CLIENT].route = cp_session_strdup(s, big);
+    assert_non_null(s->legs[CP_DIR_CLIENT].route);
+    assert_true(s->legs[CP_DIR_CLIENT].route < (char *)s ||
+                s->legs[CP_DIR_CLIENT].route >= (char *)s + CP_SESSION_BLOCK);
+    assert_int_equal(cp_session_str_spills(), spills + 1);
+    assert_string_equal(s->legs[CP_DIR_CLIENT].route, big);
+    /* Fill the block with small strings: each fits until the room is gone,
+     * then they spill; nothing overlaps. */
+    char *prev = NULL;
+    for (int i = 0; i < 200; i++) {
+        char *p = cp_session_strdup(s, "0123456789");
+        assert_non_null(p);
+        assert_string_equal(p, "0123456789");
+        if (prev)
+            assert_string_equal(prev, "0123456789");
+        bool spilled = p < (char *)s || p >= (char *)s + CP_SESSION_BLOCK;
+        if (spilled)
+            cp_session_strfree(s, p); /* malloc'd: freed at once */
+        prev = spilled ? NULL : p;
+    }
+    assert_true(s->strs_used <= s->strs_size);
+    assert_true(cp_session_str_spills() > spills + 1);
+    s->legs[CP_DIR_CONTROLLING].sdp_out = cp_session_strdup(s, big);
+    cp_session_free(s_f.table, &s);
+    assert_null(s);
+}
+
 static void test_bye_reason_mapping(void **st)
 {
     (void)st;
@@ -536,6 +598,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_bye_reason_mapping, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_string_store, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
