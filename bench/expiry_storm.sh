@@ -64,7 +64,8 @@
 # default 500; the planned expiry instant leaves time for the set-up to
 # run at 2/3 of it), BENCH_STORM_PERF (a path P: record the CP with
 # `perf record --call-graph dwarf` over the same window as the CPU
-# figures, into P.<transport>.N; then `perf report -i P.<transport>.N`).
+# figures, into P.<transport>.N; then `perf report -i P.<transport>.N`),
+# BENCH_STORM_CP_ARGS (extra imsplit-cp flags, e.g. "--bye-window 1024").
 set -euo pipefail
 
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -106,8 +107,9 @@ storm_case() {
     t_init "bench_expiry_storm_${tp}_$n"
     # The CP's own heartbeat defaults (lib.sh's are shorter): a loop that
     # stalls longer than 3 s loses its workers, as it would in service.
+    # shellcheck disable=SC2086 # BENCH_STORM_CP_ARGS is a list of flags
     t_start_stack --session-expires 3600 --min-se 1 --heartbeat-ms 1000 --liveness 3 \
-        --log-level info
+        --log-level info ${BENCH_STORM_CP_ARGS:-}
     # The expiries are planned after the set-up at 2/3 of the asked rate,
     # plus 3 s (the main part checks that this keeps every SE within the
     # SE/3 branch of the guard, SE <= 96).
