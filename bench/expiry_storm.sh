@@ -77,22 +77,7 @@ BENCH_SIP=$SRC/bench/sip
 # whatever a larger run needs, for this script's own processes only.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
-# CPU ticks (user + system) of a pid so far, 0 if it is gone.
-cpu_ticks() {
-    local stat
-    stat=$(cat "/proc/$1/stat" 2>/dev/null) || { echo 0; return; }
-    stat=${stat##*) }
-    awk '{ print $12 + $13 }' <<<"$stat"
-}
-
-# Nanoseconds the main thread of a pid has waited for a CPU while runnable
-# (/proc/PID/schedstat, second field), 0 if it is gone: how long other
-# processes kept the CP's loop off both cores.
-run_delay_ns() {
-    local s
-    s=$(cat "/proc/$1/schedstat" 2>/dev/null) || { echo 0; return; }
-    awk '{ print $2 }' <<<"$s"
-}
+source "$SRC/bench/bench_lib.sh"
 
 # ---- one stack per size and transport: the script runs itself with --case ---
 
@@ -125,16 +110,10 @@ storm_case() {
     [[ $tp == udp ]] && sipp_opts+=(-default_behaviors "all,-abortunexp")
     # Both scenarios keep each call open 3 s after its last message (see
     # their comments); LINGER_MS, when another, replaces that pause.
-    local uas_xml=$BENCH_SIP/storm_ctrl.xml uac_xml=$BENCH_SIP/storm_client.xml f
-    if ((linger_ms != 3000)); then
-        for f in storm_ctrl storm_client; do
-            sed "s|<pause milliseconds=\"3000\"/>|<pause milliseconds=\"$linger_ms\"/>|" \
-                "$BENCH_SIP/$f.xml" >"$T_DIR/$f.xml"
-            grep -q "<pause milliseconds=\"$linger_ms\"/>" "$T_DIR/$f.xml" ||
-                t_fail "$f.xml has no final pause of 3000 ms to replace"
-        done
-        uas_xml=$T_DIR/storm_ctrl.xml uac_xml=$T_DIR/storm_client.xml
-    fi
+    local -a xml
+    mapfile -t xml < <(bench_linger "$T_DIR" "$linger_ms" storm_ctrl storm_client)
+    ((${#xml[@]} == 2)) || t_fail "cannot set the scenarios' final pause"
+    local uas_xml=${xml[0]} uac_xml=${xml[1]}
     t_sipp_uas uas "$uas_xml" -key expire_at "$expire_at" -m "$n" "${sipp_opts[@]}"
     t_sipp_uac uac "$uac_xml" -key se 3600 -m "$n" -l "$n" -r "$rate" -rp 1000 \
         "${sipp_opts[@]}"
@@ -299,7 +278,6 @@ esac
 
 # ---- the benchmark -----------------------------------------------------------
 
-source "$(dirname "${BASH_SOURCE[0]}")/bench_args.sh"
 bench_quick_args "$@"
 if ((QUICK)); then
     SIZES=${BENCH_STORM_SIZES:-100} LINGER_MS=1000

@@ -42,7 +42,7 @@
 # "-b 65536" gives it the chunk size).
 set -euo pipefail
 
-source "$(dirname "${BASH_SOURCE[0]}")/bench_args.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/bench_lib.sh"
 bench_quick_args "$@"
 
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

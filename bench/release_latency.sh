@@ -77,13 +77,7 @@ BENCH_SIP=$SRC/bench/sip
 
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
-# Nanoseconds the main thread of a pid has waited for a CPU while runnable
-# (/proc/PID/schedstat, second field), 0 if it is gone.
-run_delay_ns() {
-    local s
-    s=$(cat "/proc/$1/schedstat" 2>/dev/null) || { echo 0; return; }
-    awk '{ print $2 }' <<<"$s"
-}
+source "$SRC/bench/bench_lib.sh"
 
 # Sum of run_delay_ns over the CP and every worker.
 stack_wait_ns() {
@@ -121,16 +115,10 @@ rel_case() {
     t0=$(t_now)
     # Both scenarios keep each call open 3 s after its last message (see
     # their comments); LINGER_MS, when another, replaces that pause.
-    local uas_xml=$BENCH_SIP/rel_ctrl.xml uac_xml=$BENCH_SIP/storm_client.xml f
-    if ((linger_ms != 3000)); then
-        for f in rel_ctrl storm_client; do
-            sed "s|<pause milliseconds=\"3000\"/>|<pause milliseconds=\"$linger_ms\"/>|" \
-                "$BENCH_SIP/$f.xml" >"$T_DIR/$f.xml"
-            grep -q "<pause milliseconds=\"$linger_ms\"/>" "$T_DIR/$f.xml" ||
-                t_fail "$f.xml has no final pause of 3000 ms to replace"
-        done
-        uas_xml=$T_DIR/rel_ctrl.xml uac_xml=$T_DIR/storm_client.xml
-    fi
+    local -a xml
+    mapfile -t xml < <(bench_linger "$T_DIR" "$linger_ms" rel_ctrl storm_client)
+    ((${#xml[@]} == 2)) || t_fail "cannot set the scenarios' final pause"
+    local uas_xml=${xml[0]} uac_xml=${xml[1]}
     # sipp's own time limit (lib.sh: 120 s) leaves no room for a slow burst.
     t_sipp_uas uas "$uas_xml" -key se "$se" -m "$n" -timeout 300s
     t_sipp_uac uac "$uac_xml" -key se 3600 -m "$n" -l "$n" -r "$rate" -rp 1000 \
@@ -311,7 +299,6 @@ esac
 
 # ---- the benchmark -----------------------------------------------------------
 
-source "$(dirname "${BASH_SOURCE[0]}")/bench_args.sh"
 bench_quick_args "$@"
 if ((QUICK)); then
     NP=${BENCH_REL_PACED:-40} NB=${BENCH_REL_BURST:-40} RATE=${BENCH_REL_RATE:-100} LINGER_MS=1000

@@ -361,7 +361,7 @@ esac
 
 # ---- the benchmark -----------------------------------------------------------
 
-source "$(dirname "${BASH_SOURCE[0]}")/bench_args.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/bench_lib.sh"
 QUICK=0
 SIZES=()
 for a in "$@"; do

@@ -60,7 +60,7 @@
 # other REF_* of bench/ref/ref.sh.
 set -euo pipefail
 
-source "$(dirname "${BASH_SOURCE[0]}")/bench_args.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/bench_lib.sh"
 bench_quick_args "$@"
 
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

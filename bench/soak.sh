@@ -86,7 +86,7 @@
 set -euo pipefail
 
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-source "$SRC/bench/bench_args.sh"
+source "$SRC/bench/bench_lib.sh"
 
 MINUTES=60 RATE=8 OUT="" QUICK=0
 while (($#)); do
@@ -165,12 +165,6 @@ fd_count() {
     n=$(find "/proc/$1/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l) || n=-
     [[ -d /proc/$1 ]] || n=-
     echo "$n"
-}
-cpu_ticks() {
-    local stat
-    stat=$(cat "/proc/$1/stat" 2>/dev/null) || { echo 0; return; }
-    stat=${stat##*) }
-    awk '{ print $12 + $13 }' <<<"$stat"
 }
 # pid of process NAME if it runs, else empty.
 pid_of() {

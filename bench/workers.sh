@@ -242,7 +242,7 @@ esac
 
 # ---- the benchmark -----------------------------------------------------------
 
-source "$(dirname "${BASH_SOURCE[0]}")/bench_args.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/bench_lib.sh"
 bench_quick_args "$@"
 if ((QUICK)); then
     N=${BENCH_STORM_SESSIONS:-50} S=${BENCH_FAIL_SESSIONS:-50} LINGER_MS=1000 ROOM_MS=3000

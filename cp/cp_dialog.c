@@ -58,22 +58,17 @@ char *cp_dialog_name_addr(su_home_t *home, sip_addr_t const *a)
 }
 
 char *cp_dialog_route_set(su_home_t *home, sip_record_route_t const *rr,
-                          bool reverse, bool *failed)
+                          bool reverse)
 {
     char *set = NULL;
-    if (failed)
-        *failed = false;
     for (; rr; rr = rr->r_next) {
         char *one = sip_header_as_string(home, (sip_header_t const *)rr);
         set = !one ? NULL
               : !set ? one
               : reverse ? su_sprintf(home, "%s, %s", one, set)
                         : su_sprintf(home, "%s, %s", set, one);
-        if (!set) {
-            if (failed)
-                *failed = true;
+        if (!set)
             return NULL;
-        }
     }
     return set;
 }

@@ -31,9 +31,9 @@ char *cp_dialog_name_addr(su_home_t *home, sip_addr_t const *a);
 
 /* The route set as a Route header value: the Record-Route entries in order
  * (UAS, RFC 3261 12.1.1) or reversed (UAC, 12.1.2). NULL if there are
- * none (or out of memory: *failed says which, if given). */
+ * none, or out of memory (`rr` given). */
 char *cp_dialog_route_set(su_home_t *home, sip_record_route_t const *rr,
-                          bool reverse, bool *failed);
+                          bool reverse);
 
 /* Where a request in the dialog goes (RFC 3261 12.2.1.1): with no route
  * set or a loose router first, the request URI is the remote target and

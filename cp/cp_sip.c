@@ -401,7 +401,8 @@ static int s_send_invite(cp_context_t *ctx, cp_session_t *s, uint32_t se)
     ctrl->orq = s_leg_request(
         s, CP_DIR_CONTROLLING, (url_string_t *)s_sip.next_hop,
         SIP_METHOD_INVITE, (url_string_t *)req->sip_request->rq_url,
-        ++ctrl->local_cseq, SIPTAG_CONTACT_STR(ctrl->contact), SIPTAG_SUPPORTED_STR("timer"),
+        ++ctrl->local_cseq, SIPTAG_CONTACT_STR(ctrl->contact),
+        SIPTAG_SUPPORTED_STR("timer"),
         SIPTAG_ALLOW_STR(CP_ALLOW), SIPTAG_SESSION_EXPIRES_STR(se_str),
         SIPTAG_MIN_SE_STR(min_se),
         SIPTAG_CONTENT_TYPE_STR("application/sdp"),
@@ -515,9 +516,9 @@ static void s_on_invite_response(cp_context_t *ctx, cp_session_t *s,
         }
         su_home_t home[1] = {SU_HOME_INIT(home)};
         cp_session_strset(s, &ctrl->remote_tag, sip->sip_to->a_tag);
-        cp_session_strset(s, &ctrl->route,
-                          cp_dialog_route_set(home, sip->sip_record_route,
-                                              true, NULL));
+        cp_session_strset(
+            s, &ctrl->route,
+            cp_dialog_route_set(home, sip->sip_record_route, true));
         su_home_deinit(home);
         s_leg_target(s, ctrl, sip->sip_contact);
         s_send_ack(s, CP_DIR_CONTROLLING, orq);
@@ -917,11 +918,13 @@ static int s_on_invite(cp_context_t *ctx, nta_incoming_t *irq,
     cl->call_id = s->call_id;
     cl->tag_nonce = su_random();
     cl->remote_cseq = sip->sip_cseq->cs_seq;
-    cl->local_uri = cp_session_strdup(s, cp_dialog_name_addr(home, sip->sip_to));
-    cl->remote_uri = cp_session_strdup(s, cp_dialog_name_addr(home, sip->sip_from));
+    cl->local_uri =
+        cp_session_strdup(s, cp_dialog_name_addr(home, sip->sip_to));
+    cl->remote_uri =
+        cp_session_strdup(s, cp_dialog_name_addr(home, sip->sip_from));
     cl->remote_tag = cp_session_strdup(s, sip->sip_from->a_tag);
     cl->route = cp_session_strdup(
-        s, cp_dialog_route_set(home, sip->sip_record_route, false, NULL));
+        s, cp_dialog_route_set(home, sip->sip_record_route, false));
     s_leg_target(s, cl, sip->sip_contact);
     if (!cl->target)
         cl->target = cp_session_strdup(
